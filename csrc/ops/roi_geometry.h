@@ -1,0 +1,160 @@
+// Geometry shared by the CPU and CUDA kernels: box -> FPN level, box -> sampling grid,
+// and the bilinear taps of one sample point. Everything here follows torchvision's
+// roi_align / MultiScaleRoIAlign exactly, because those are the op's oracle.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LIDPLUG_HD __host__ __device__ __forceinline__
+#else
+#define LIDPLUG_HD inline
+#endif
+
+namespace lidplug {
+namespace ops {
+
+// Host and device spell the math functions differently; these two pick the right one.
+template <typename T>
+LIDPLUG_HD bool finite(T v) {
+#if defined(__CUDA_ARCH__)
+  return ::isfinite(v);
+#else
+  return std::isfinite(v);
+#endif
+}
+
+template <typename T>
+LIDPLUG_HD T ceil_of(T v) {
+#if defined(__CUDA_ARCH__)
+  return ::ceil(v);
+#else
+  return std::ceil(v);
+#endif
+}
+
+// At most this many pyramid levels are passed to one launch (FPN has 4 or 5).
+constexpr int kMaxLevels = 8;
+
+// Per-launch description of the pyramid: sizes and scales of each level.
+struct LevelInfo {
+  int num_levels;
+  int batch;
+  int channels;
+  int height[kMaxLevels];
+  int width[kMaxLevels];
+  float scale[kMaxLevels];
+  // Level mapping of torchvision's LevelMapper: k_min = -log2(scale[0]), k_max = -log2(scale[L-1]).
+  int k_min;
+  int k_max;
+};
+
+// One box mapped onto its level: where its sampling grid starts and how it steps.
+template <typename T>
+struct RoiGeometry {
+  bool valid;  // false for a non-finite box or an out-of-range batch index: contributes zero
+  int batch;
+  int level;
+  T start_h, start_w;
+  T bin_h, bin_w;
+  int grid_h, grid_w;
+};
+
+// Level of a box (coordinates in input-image pixels), as torchvision's LevelMapper computes it:
+// floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [k_min, k_max], minus k_min.
+// The float32 arithmetic and its order match torchvision so boundary boxes land alike.
+LIDPLUG_HD int box_level(float x1, float y1, float x2, float y2, const LevelInfo& info) {
+  if (info.num_levels == 1) return 0;
+  const float s = sqrtf((x2 - x1) * (y2 - y1));
+  float lvl = floorf(4.0f + log2f(s / 224.0f) + 1e-6f);
+  // fmaxf/fminf also map -inf (empty box) to k_min, as torch.clamp does.
+  lvl = fminf(fmaxf(lvl, static_cast<float>(info.k_min)), static_cast<float>(info.k_max));
+  int idx = static_cast<int>(lvl) - info.k_min;
+  // Only reachable when the levels are not consecutive; the Python wrapper rejects that.
+  return idx < 0 ? 0 : (idx >= info.num_levels ? info.num_levels - 1 : idx);
+}
+
+// Caps the adaptive sampling grid so a gigantic box cannot overflow `int` or loop for ages;
+// torchvision has no cap, but no box smaller than 1024 bins of the level ever reaches it.
+constexpr int kMaxGrid = 1024;
+
+template <typename T>
+LIDPLUG_HD RoiGeometry<T> roi_geometry(const T* roi, int pooled_h, int pooled_w,
+                                       int sampling_ratio, bool aligned, const LevelInfo& info) {
+  RoiGeometry<T> g;
+  const T b = roi[0], x1 = roi[1], y1 = roi[2], x2 = roi[3], y2 = roi[4];
+  g.valid = finite(b) && finite(x1) && finite(y1) && finite(x2) && finite(y2) &&
+            b >= 0 && b < info.batch;
+  g.batch = g.valid ? static_cast<int>(b) : 0;
+  g.level = g.valid ? box_level(static_cast<float>(x1), static_cast<float>(y1),
+                                static_cast<float>(x2), static_cast<float>(y2), info)
+                    : 0;
+  const T scale = static_cast<T>(info.scale[g.level]);
+  const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0);
+  g.start_w = x1 * scale - offset;
+  g.start_h = y1 * scale - offset;
+  T roi_w = x2 * scale - offset - g.start_w;
+  T roi_h = y2 * scale - offset - g.start_h;
+  if (!aligned) {
+    // Legacy (aligned=False) behaviour: force malformed boxes to 1x1.
+    roi_w = roi_w > T(1) ? roi_w : T(1);
+    roi_h = roi_h > T(1) ? roi_h : T(1);
+  }
+  g.bin_h = roi_h / static_cast<T>(pooled_h);
+  g.bin_w = roi_w / static_cast<T>(pooled_w);
+  if (sampling_ratio > 0) {
+    g.grid_h = sampling_ratio;
+    g.grid_w = sampling_ratio;
+  } else {
+    const T gh = ceil_of(roi_h / static_cast<T>(pooled_h));
+    const T gw = ceil_of(roi_w / static_cast<T>(pooled_w));
+    // A negative-size aligned box gives 0 (or less) samples; count below becomes max(., 1).
+    g.grid_h = gh > T(kMaxGrid) ? kMaxGrid : (gh > T(0) ? static_cast<int>(gh) : 0);
+    g.grid_w = gw > T(kMaxGrid) ? kMaxGrid : (gw > T(0) ? static_cast<int>(gw) : 0);
+  }
+  if (!g.valid) g.grid_h = g.grid_w = 0;
+  return g;
+}
+
+// One axis of a bilinear tap: the two neighbouring indices and their weights.
+// Out-of-map samples (beyond one pixel outside) give `inside == false` and weigh nothing.
+template <typename T>
+struct Tap {
+  bool inside;
+  int low, high;
+  T w_low, w_high;
+};
+
+template <typename T>
+LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
+  Tap<T> t;
+  t.inside = !(v < T(-1) || v > static_cast<T>(size));
+  if (!t.inside) {
+    t.low = t.high = 0;
+    t.w_low = t.w_high = T(0);
+    return t;
+  }
+  if (v <= T(0)) v = T(0);
+  t.low = static_cast<int>(v);
+  if (t.low >= size - 1) {
+    t.low = t.high = size - 1;
+    v = static_cast<T>(t.low);
+  } else {
+    t.high = t.low + 1;
+  }
+  const T l = v - static_cast<T>(t.low);
+  t.w_low = T(1) - l;
+  t.w_high = l;
+  return t;
+}
+
+// Sample coordinate `i` (0 <= i < pooled * grid) along one axis of a box.
+template <typename T>
+LIDPLUG_HD T sample_coord(T start, T bin, int grid, int bin_index, int i) {
+  return start + static_cast<T>(bin_index) * bin +
+         (static_cast<T>(i) + static_cast<T>(0.5)) * bin / static_cast<T>(grid);
+}
+
+}  // namespace ops
+}  // namespace lidplug

@@ -1,0 +1,262 @@
+// Schemas of the lidplug ops and their backend-independent bodies: input checks that name what
+// was expected and what came, dtype handling, and the loss reductions.
+#include "roi_ops.h"
+
+#include <torch/library.h>
+
+#include <cmath>
+#include <sstream>
+
+namespace lidplug {
+namespace ops {
+namespace {
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+void check_pyramid(at::TensorList levels, const char* name) {
+  TORCH_CHECK_VALUE(!levels.empty(), name, ": expected at least one feature level, got none");
+  TORCH_CHECK_VALUE(static_cast<int64_t>(levels.size()) <= kMaxLevels, name, ": expected at most ",
+              kMaxLevels, " feature levels, got ", levels.size());
+  const at::Tensor& first = levels[0];
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const at::Tensor& t = levels[i];
+    TORCH_CHECK_VALUE(t.dim() == 4, name, "[", i, "]: expected a 4-D tensor [B, C, H, W], got shape ",
+                shape_str(t));
+    TORCH_CHECK_VALUE(at::isFloatingType(t.scalar_type()), name, "[", i,
+                "]: expected a floating-point tensor, got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.size(0) == first.size(0) && t.size(1) == first.size(1), name, "[", i,
+                "]: expected batch and channels [", first.size(0), ", ", first.size(1),
+                "] like level 0, got [", t.size(0), ", ", t.size(1), "]");
+    TORCH_CHECK_VALUE(t.scalar_type() == first.scalar_type(), name, "[", i, "]: expected dtype ",
+                first.scalar_type(), " like level 0, got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.device() == first.device(), name, "[", i, "]: expected device ",
+                first.device(), " like level 0, got ", t.device());
+  }
+}
+
+void check_rois(const at::Tensor& rois, const at::Tensor& like) {
+  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5,
+              "boxes: expected a [K, 5] tensor of (batch_index, x1, y1, x2, y2), got shape ",
+              shape_str(rois));
+  TORCH_CHECK_VALUE(at::isFloatingType(rois.scalar_type()),
+              "boxes: expected a floating-point tensor, got ", rois.scalar_type());
+  TORCH_CHECK_VALUE(rois.device() == like.device(), "boxes: expected device ", like.device(),
+              " like the features, got ", rois.device());
+}
+
+// Data checks need the values, so on CUDA they cost one host sync; they are what turns a bad
+// box into a clear error instead of silently zero features.
+void check_roi_values(const at::Tensor& rois, int64_t batch) {
+  if (rois.size(0) == 0) return;
+  const at::Tensor finite = at::isfinite(rois).all(1);
+  const at::Tensor b = rois.select(1, 0);
+  const at::Tensor ok = finite & (b >= 0) & (b < batch) & (b == at::floor(b));
+  if (ok.all().item<bool>()) return;
+  const int64_t k = (~ok).nonzero().select(1, 0)[0].item<int64_t>();
+  const at::Tensor row = rois[k].to(at::kCPU, at::kDouble);
+  const double* v = row.data_ptr<double>();
+  std::ostringstream box;
+  box << "(" << v[0] << ", " << v[1] << ", " << v[2] << ", " << v[3] << ", " << v[4] << ")";
+  TORCH_CHECK_VALUE(finite[k].item<bool>(), "boxes[", k,
+              "]: expected finite coordinates, got ", box.str());
+  TORCH_CHECK_VALUE(false, "boxes[", k, "]: expected an integer batch index in [0, ", batch,
+              "), got ", v[0]);
+}
+
+LevelInfo make_level_info(at::TensorList levels, at::ArrayRef<double> scales) {
+  TORCH_CHECK_VALUE(scales.size() == levels.size(), "spatial_scales: expected one scale per level (",
+              levels.size(), "), got ", scales.size());
+  LevelInfo info{};
+  info.num_levels = static_cast<int>(levels.size());
+  info.batch = static_cast<int>(levels[0].size(0));
+  info.channels = static_cast<int>(levels[0].size(1));
+  for (int i = 0; i < info.num_levels; ++i) {
+    TORCH_CHECK_VALUE(scales[i] > 0 && std::isfinite(scales[i]),
+                "spatial_scales: expected positive finite scales, got ", scales[i], " at level ",
+                i);
+    info.height[i] = static_cast<int>(levels[i].size(2));
+    info.width[i] = static_cast<int>(levels[i].size(3));
+    info.scale[i] = static_cast<float>(scales[i]);
+  }
+  info.k_min = static_cast<int>(std::lround(-std::log2(scales[0])));
+  info.k_max = static_cast<int>(std::lround(-std::log2(scales[scales.size() - 1])));
+  if (info.num_levels > 1) {
+    // MultiScaleRoIAlign infers power-of-two scales, one octave per level; the level mapping
+    // (box -> level index) is only defined for such a pyramid.
+    for (int i = 0; i < info.num_levels; ++i) {
+      const double expected = std::ldexp(1.0, -(info.k_min + i));
+      TORCH_CHECK_VALUE(std::abs(scales[i] - expected) <= 1e-6 * expected,
+                  "spatial_scales: expected consecutive power-of-two scales, finest first (",
+                  std::ldexp(1.0, -info.k_min), ", ", std::ldexp(1.0, -info.k_min - 1),
+                  ", ...), got ", scales[i], " at level ", i);
+    }
+  }
+  return info;
+}
+
+at::Tensor rois_for(const at::Tensor& rois, at::ScalarType acc) {
+  return rois.to(acc).contiguous();
+}
+
+std::vector<at::Tensor> contiguous(at::TensorList levels) {
+  std::vector<at::Tensor> out;
+  out.reserve(levels.size());
+  for (const auto& t : levels) out.push_back(t.contiguous());
+  return out;
+}
+
+enum class Reduction { kNone, kMean, kSum };
+
+Reduction parse_reduction(c10::string_view r) {
+  if (r == "mean") return Reduction::kMean;
+  if (r == "sum") return Reduction::kSum;
+  if (r == "none") return Reduction::kNone;
+  TORCH_CHECK_VALUE(false, "reduction: expected 'mean', 'sum' or 'none', got '", std::string(r), "'");
+}
+
+at::Tensor pooled_difference(const Backend& backend, at::TensorList features,
+                             at::TensorList ref_features, const at::Tensor& rois,
+                             at::ArrayRef<double> scales, int64_t ph, int64_t pw, int64_t sr,
+                             bool aligned, LevelInfo* info_out) {
+  check_pyramid(features, "features");
+  check_pyramid(ref_features, "ref_features");
+  TORCH_CHECK_VALUE(features.size() == ref_features.size(),
+              "ref_features: expected as many levels as features (", features.size(), "), got ",
+              ref_features.size());
+  for (size_t i = 0; i < features.size(); ++i) {
+    TORCH_CHECK_VALUE(features[i].sizes() == ref_features[i].sizes(), "ref_features[", i,
+                "]: expected shape ", shape_str(features[i]), " like features[", i, "], got ",
+                shape_str(ref_features[i]));
+    TORCH_CHECK_VALUE(features[i].scalar_type() == ref_features[i].scalar_type(), "ref_features[", i,
+                "]: expected dtype ", features[i].scalar_type(), " like features, got ",
+                ref_features[i].scalar_type());
+    TORCH_CHECK_VALUE(features[i].device() == ref_features[i].device(), "ref_features[", i,
+                "]: expected device ", features[i].device(), " like features, got ",
+                ref_features[i].device());
+  }
+  TORCH_CHECK_VALUE(ph > 0 && pw > 0, "output_size: expected positive sizes, got (", ph, ", ", pw,
+              ")");
+  check_rois(rois, features[0]);
+  *info_out = make_level_info(features, scales);
+  check_roi_values(rois, info_out->batch);
+  const auto acc = acc_dtype(features[0].scalar_type());
+  return backend.pool(contiguous(features), contiguous(ref_features), rois_for(rois, acc),
+                      *info_out, ph, pw, sr, aligned);
+}
+
+}  // namespace
+
+at::Tensor roi_pool(const Backend& backend, at::TensorList features, const at::Tensor& rois,
+                    at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
+                    int64_t sampling_ratio, bool aligned) {
+  check_pyramid(features, "features");
+  check_rois(rois, features[0]);
+  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, "output_size: expected positive sizes, got (",
+              pooled_h, ", ", pooled_w, ")");
+  const LevelInfo info = make_level_info(features, spatial_scales);
+  check_roi_values(rois, info.batch);
+  const auto dtype = features[0].scalar_type();
+  const at::Tensor out = backend.pool(contiguous(features), {}, rois_for(rois, acc_dtype(dtype)),
+                                      info, pooled_h, pooled_w, sampling_ratio, aligned);
+  return out.to(dtype);
+}
+
+std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tensor& grad,
+                                          const at::Tensor& rois,
+                                          at::ArrayRef<double> spatial_scales, int64_t batch,
+                                          int64_t channels, at::IntArrayRef heights,
+                                          at::IntArrayRef widths, int64_t sampling_ratio,
+                                          bool aligned, bool deterministic,
+                                          at::ScalarType dtype) {
+  TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
+              "roi_pool_backward: expected one height, width and scale per level");
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
+              "roi_pool_backward: expected grad of shape [K, C, PH, PW] with K=", rois.size(0),
+              " and C=", channels, ", got ", shape_str(grad));
+  // Empty level tensors of the right shape; only their sizes are read by make_level_info.
+  std::vector<at::Tensor> shapes;
+  for (size_t i = 0; i < heights.size(); ++i) {
+    shapes.push_back(at::empty({batch, channels, heights[i], widths[i]},
+                               grad.options().dtype(dtype).device(at::kMeta)));
+  }
+  const LevelInfo info = make_level_info(shapes, spatial_scales);
+  const auto acc = acc_dtype(dtype);
+  auto grads = backend.pool_backward(grad.to(acc).contiguous(), rois_for(rois, acc), info,
+                                     sampling_ratio, aligned, deterministic);
+  for (auto& g : grads) g = g.to(dtype);
+  return grads;
+}
+
+at::Tensor roi_perceptual_loss(const Backend& backend, at::TensorList features,
+                               at::TensorList ref_features, const at::Tensor& rois,
+                               at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+                               int64_t pooled_w, int64_t sampling_ratio, bool aligned,
+                               c10::string_view reduction) {
+  const Reduction red = parse_reduction(reduction);
+  LevelInfo info;
+  const at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
+                                            pooled_h, pooled_w, sampling_ratio, aligned, &info);
+  const at::Tensor sq = diff.square();
+  if (red == Reduction::kNone) return sq.flatten(1).mean(1);
+  if (red == Reduction::kSum || diff.numel() == 0) return sq.sum();  // K = 0 gives 0, not NaN
+  return sq.mean();
+}
+
+std::vector<at::Tensor> roi_perceptual_loss_backward(
+    const Backend& backend, const at::Tensor& grad, at::TensorList features,
+    at::TensorList ref_features, const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
+    c10::string_view reduction, bool deterministic, bool ref_grad) {
+  const Reduction red = parse_reduction(reduction);
+  LevelInfo info;
+  // The pooled difference is recomputed rather than saved: its reads are tiny next to the
+  // gradient writes, and the forward then keeps nothing but its inputs.
+  const at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
+                                            pooled_h, pooled_w, sampling_ratio, aligned, &info);
+  const int64_t per_box = diff.numel() / std::max<int64_t>(diff.size(0), 1);
+  // d(loss)/d(diff) = 2 * diff * coefficient; the coefficient carries the reduction's scale.
+  at::Tensor coef = grad.to(diff.scalar_type()) * 2.0;
+  if (red == Reduction::kNone) {
+    coef = (coef / static_cast<double>(per_box)).view({-1, 1, 1, 1});
+  } else if (red == Reduction::kMean && diff.numel() > 0) {
+    coef = coef / static_cast<double>(diff.numel());
+  }
+  const at::Tensor grad_pooled = diff * coef;
+  const auto dtype = features[0].scalar_type();
+  auto grads = backend.pool_backward(grad_pooled.contiguous(), rois_for(rois, diff.scalar_type()),
+                                     info, sampling_ratio, aligned, deterministic);
+  std::vector<at::Tensor> out;
+  for (const auto& g : grads) out.push_back(g.to(dtype));
+  if (ref_grad) {
+    // The loss depends on features - ref_features only, so the reference gradient is the
+    // negation; writing it from the same buffer keeps one scatter pass.
+    for (const auto& g : grads) out.push_back(g.neg().to(dtype));
+  }
+  return out;
+}
+
+TORCH_LIBRARY(lidplug, m) {
+  m.def(
+      "roi_pool(Tensor[] features, Tensor rois, float[] spatial_scales, int pooled_height, "
+      "int pooled_width, int sampling_ratio=2, bool aligned=False) -> Tensor");
+  m.def(
+      "roi_pool_backward(Tensor grad, Tensor rois, float[] spatial_scales, SymInt batch_size, "
+      "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, "
+      "bool deterministic, ScalarType dtype) -> Tensor[]");
+  m.def(
+      "roi_perceptual_loss(Tensor[] features, Tensor[] ref_features, Tensor rois, "
+      "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
+      "bool aligned=False, str reduction=\"mean\") -> Tensor");
+  m.def(
+      "roi_perceptual_loss_backward(Tensor grad, Tensor[] features, Tensor[] ref_features, "
+      "Tensor rois, float[] spatial_scales, int pooled_height, int pooled_width, "
+      "int sampling_ratio, bool aligned, str reduction, bool deterministic, bool ref_grad) "
+      "-> Tensor[]");
+}
+
+}  // namespace ops
+}  // namespace lidplug

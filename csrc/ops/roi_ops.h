@@ -1,0 +1,95 @@
+// The backend-independent halves of the lidplug ops. Each backend (cpu/, cuda/) supplies two
+// primitives -- pool the (difference of the) pyramids, and scatter a pooled gradient back --
+// and the op bodies here do the checks, dtype handling and loss reductions once for both.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "roi_geometry.h"
+
+namespace lidplug {
+namespace ops {
+
+// pooled[k, c, ph, pw] = RoIAlign(features)[k] - RoIAlign(ref)[k] (ref may be empty), in the
+// accumulation dtype (float32, or float64 for float64 features).
+using PoolFn = at::Tensor (*)(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
+                              const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
+                              int64_t sampling_ratio, bool aligned);
+
+// The gradient of every level, in the accumulation dtype, from the gradient of the pooled output.
+using PoolBackwardFn = std::vector<at::Tensor> (*)(const at::Tensor& grad, const at::Tensor& rois,
+                                                   const LevelInfo& info, int64_t sampling_ratio,
+                                                   bool aligned, bool deterministic);
+
+struct Backend {
+  PoolFn pool;
+  PoolBackwardFn pool_backward;
+};
+
+at::Tensor roi_pool(const Backend& backend, at::TensorList features, const at::Tensor& rois,
+                    at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
+                    int64_t sampling_ratio, bool aligned);
+
+std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tensor& grad,
+                                          const at::Tensor& rois,
+                                          at::ArrayRef<double> spatial_scales, int64_t batch,
+                                          int64_t channels, at::IntArrayRef heights,
+                                          at::IntArrayRef widths, int64_t sampling_ratio,
+                                          bool aligned, bool deterministic,
+                                          at::ScalarType dtype);
+
+at::Tensor roi_perceptual_loss(const Backend& backend, at::TensorList features,
+                               at::TensorList ref_features, const at::Tensor& rois,
+                               at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+                               int64_t pooled_w, int64_t sampling_ratio, bool aligned,
+                               c10::string_view reduction);
+
+std::vector<at::Tensor> roi_perceptual_loss_backward(
+    const Backend& backend, const at::Tensor& grad, at::TensorList features,
+    at::TensorList ref_features, const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
+    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
+    c10::string_view reduction, bool deterministic, bool ref_grad);
+
+// Float32 for float16/bfloat16/float32 features, float64 for float64: "reductions accumulate in
+// float32 whatever the feature dtype", while float64 stays exact enough for gradcheck.
+inline at::ScalarType acc_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+}  // namespace ops
+}  // namespace lidplug
+
+// Registers the four op bodies for one dispatch key with the backend's primitives.
+#define LIDPLUG_REGISTER_BACKEND(KEY, BACKEND)                                                    \
+  namespace {                                                                                    \
+  at::Tensor roi_pool_##KEY(at::TensorList f, const at::Tensor& r, at::ArrayRef<double> s,       \
+                            int64_t ph, int64_t pw, int64_t sr, bool al) {                       \
+    return ::lidplug::ops::roi_pool(BACKEND, f, r, s, ph, pw, sr, al);                           \
+  }                                                                                              \
+  std::vector<at::Tensor> roi_pool_backward_##KEY(                                               \
+      const at::Tensor& g, const at::Tensor& r, at::ArrayRef<double> s, int64_t b, int64_t c,    \
+      at::IntArrayRef hs, at::IntArrayRef ws, int64_t sr, bool al, bool det, at::ScalarType dt) { \
+    return ::lidplug::ops::roi_pool_backward(BACKEND, g, r, s, b, c, hs, ws, sr, al, det, dt);   \
+  }                                                                                              \
+  at::Tensor roi_perceptual_loss_##KEY(at::TensorList f, at::TensorList rf, const at::Tensor& r, \
+                                       at::ArrayRef<double> s, int64_t ph, int64_t pw,           \
+                                       int64_t sr, bool al, c10::string_view red) {              \
+    return ::lidplug::ops::roi_perceptual_loss(BACKEND, f, rf, r, s, ph, pw, sr, al, red);       \
+  }                                                                                              \
+  std::vector<at::Tensor> roi_perceptual_loss_backward_##KEY(                                    \
+      const at::Tensor& g, at::TensorList f, at::TensorList rf, const at::Tensor& r,             \
+      at::ArrayRef<double> s, int64_t ph, int64_t pw, int64_t sr, bool al,                       \
+      c10::string_view red, bool det, bool refg) {                                               \
+    return ::lidplug::ops::roi_perceptual_loss_backward(BACKEND, g, f, rf, r, s, ph, pw, sr, al, \
+                                                        red, det, refg);                         \
+  }                                                                                              \
+  }                                                                                              \
+  TORCH_LIBRARY_IMPL(lidplug, KEY, m) {                                                          \
+    m.impl("roi_pool", &roi_pool_##KEY);                                                         \
+    m.impl("roi_pool_backward", &roi_pool_backward_##KEY);                                       \
+    m.impl("roi_perceptual_loss", &roi_perceptual_loss_##KEY);                                   \
+    m.impl("roi_perceptual_loss_backward", &roi_perceptual_loss_backward_##KEY);                 \
+  }

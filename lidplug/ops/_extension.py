@@ -1,0 +1,134 @@
+"""Finds, or builds, the compiled ops library and registers it with the dispatcher.
+
+Order of preference:
+1. ``lidplug._C``, compiled by ``pip install`` (setup.py);
+2. a just-in-time build of ``csrc/`` with ``torch.utils.cpp_extension.load`` (ninja), cached in
+   ``$LIDPLUG_EXTENSION_DIR`` (default: torch's extension cache), for installs that skipped it;
+3. nothing: the ops fall back to the pure-PyTorch reference, after one warning that says why
+   and how to fix it.
+
+``LIDPLUG_DISABLE_EXTENSION=1`` forces the fallback (used by tests of the fallback itself).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["cuda_include_dirs", "extension_available", "extension_error", "library_path"]
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+_state: dict[str, str | None] = {"error": None, "path": None}
+
+
+def _source_dir() -> Path | None:
+    # An installed wheel carries the sources in lidplug/_csrc; a checkout has them beside the package.
+    for candidate in (_PACKAGE / "_csrc", _PACKAGE.parent / "csrc"):
+        if (candidate / "ops" / "roi_ops.cpp").is_file():
+            return candidate
+    return None
+
+
+def cuda_include_dirs() -> list[str]:
+    """Header folders of the CUDA libraries that come as pip wheels (nvidia-*).
+
+    torch's CUDA headers include cuSPARSE, cuBLAS and cuSOLVER headers, which a CUDA build of
+    torch from pip ships in ``site-packages/nvidia/*/include`` rather than in the toolkit that
+    nvcc comes from; a minimal toolkit (compiler and runtime only) lacks them.
+    """
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    dirs = []
+    for root in nvidia.__path__:
+        dirs += sorted(str(p) for p in Path(root).glob("*/include") if p.is_dir())
+    return dirs
+
+
+def _load_prebuilt() -> str | None:
+    spec = importlib.util.find_spec("lidplug._C")
+    if spec is None or spec.origin is None:
+        return None
+    torch.ops.load_library(spec.origin)
+    return spec.origin
+
+
+def _jit_build() -> str:
+    from torch.utils.cpp_extension import CUDA_HOME, load
+
+    src = _source_dir()
+    if src is None:
+        raise RuntimeError(f"no C++ sources found next to {_PACKAGE}")
+    sources = sorted(str(p) for p in (src / "ops").glob("*.cpp"))
+    sources += sorted(str(p) for p in (src / "ops" / "cpu").glob("*.cpp"))
+    with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
+    if with_cuda:
+        sources += sorted(str(p) for p in (src / "ops" / "cuda").glob("*.cu"))
+    build_dir = os.environ.get("LIDPLUG_EXTENSION_DIR")
+    if build_dir:
+        os.makedirs(build_dir, exist_ok=True)
+    load(
+        name="lidplug_ops_cuda" if with_cuda else "lidplug_ops",
+        sources=sources,
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=["-O3"],
+        extra_include_paths=cuda_include_dirs() if with_cuda else None,
+        build_directory=build_dir,
+        is_python_module=False,
+        verbose=False,
+    )
+    return "jit:" + ",".join(Path(s).name for s in sources)
+
+
+@functools.cache
+def _load() -> bool:
+    errors = []
+    loaders = (_load_prebuilt, _jit_build)
+    if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1":
+        errors.append("LIDPLUG_DISABLE_EXTENSION=1 is set")
+        loaders = ()
+    for loader in loaders:
+        try:
+            path = loader()
+        except Exception as exc:  # any build or load failure means: try the next way
+            errors.append(f"{loader.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+            continue
+        if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss"):
+            from lidplug.ops._register import register
+
+            register()
+            _state["path"] = path
+            return True
+    _state["error"] = "; ".join(errors) or "no compiled library found"
+    warnings.warn(
+        "lidplug: the compiled ops are unavailable, so lidplug.ops runs its pure-PyTorch "
+        f"reference (slower, same results). Why: {_state['error']}. Fix: reinstall with "
+        "`pip install --no-build-isolation .` on a machine with a C++17 compiler and ninja, "
+        "or set LIDPLUG_EXTENSION_DIR to a writable folder for the first-use build.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
+
+
+def extension_available() -> bool:
+    """Whether ``torch.ops.lidplug.*`` is registered (loading or building it on first call)."""
+    return _load()
+
+
+def extension_error() -> str | None:
+    """Why the compiled ops are unavailable, or None when they are loaded."""
+    _load()
+    return _state["error"]
+
+
+def library_path() -> str | None:
+    """The shared library that registered the ops (``jit:...`` for a first-use build)."""
+    _load()
+    return _state["path"]

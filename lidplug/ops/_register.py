@@ -1,0 +1,98 @@
+"""Autograd formulas and fake (meta) kernels of the C++ ops, registered with ``torch.library``.
+
+The schemas and the CPU/CUDA kernels live in ``csrc/``; what Python adds here is what
+``torch.compile`` and autograd need: shape-only kernels to trace with, and the backward of each
+op as a call to its separately registered backward op.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["register"]
+
+_LIB = "lidplug"
+
+
+def _fake_roi_pool(features, rois, spatial_scales, pooled_height, pooled_width,
+                   sampling_ratio=2, aligned=False):
+    f = features[0]
+    return f.new_empty((rois.shape[0], f.shape[1], pooled_height, pooled_width))
+
+
+def _fake_roi_pool_backward(grad, rois, spatial_scales, batch_size, channels, heights, widths,
+                            sampling_ratio, aligned, deterministic, dtype):
+    return [grad.new_empty((batch_size, channels, h, w), dtype=dtype)
+            for h, w in zip(heights, widths, strict=True)]
+
+
+def _fake_loss(features, ref_features, rois, spatial_scales, pooled_height=7, pooled_width=7,
+               sampling_ratio=2, aligned=False, reduction="mean"):
+    acc = torch.float64 if features[0].dtype == torch.float64 else torch.float32
+    shape = (rois.shape[0],) if reduction == "none" else ()
+    return features[0].new_empty(shape, dtype=acc)
+
+
+def _fake_loss_backward(grad, features, ref_features, rois, spatial_scales, pooled_height,
+                        pooled_width, sampling_ratio, aligned, reduction, deterministic,
+                        ref_grad):
+    grads = [torch.empty_like(f) for f in features]
+    if ref_grad:
+        grads += [torch.empty_like(f) for f in features]
+    return grads
+
+
+def _setup_pool(ctx, inputs, output):
+    features, rois, scales, _, _, sampling_ratio, aligned = inputs
+    ctx.save_for_backward(rois)
+    ctx.meta = (scales, features[0].shape[0], features[0].shape[1],
+                [f.shape[2] for f in features], [f.shape[3] for f in features],
+                sampling_ratio, aligned, features[0].dtype)
+
+
+def _backward_pool(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    scales, batch, channels, heights, widths, sampling_ratio, aligned, dtype = ctx.meta
+    grads = torch.ops.lidplug.roi_pool_backward(
+        grad, rois, scales, batch, channels, heights, widths, sampling_ratio, aligned,
+        torch.are_deterministic_algorithms_enabled(), dtype)
+    return grads, None, None, None, None, None, None
+
+
+def _setup_loss(ctx, inputs, output):
+    features, ref_features, rois = inputs[:3]
+    ctx.save_for_backward(rois, *features, *ref_features)
+    ctx.num_levels = len(features)
+    ctx.args = inputs[3:]
+
+
+def _backward_loss(ctx, grad):
+    rois, *levels = ctx.saved_tensors
+    features, ref_features = levels[:ctx.num_levels], levels[ctx.num_levels:]
+    # For a Tensor[] input autograd reports one flag per tensor.
+    need_features, need_ref = (any(f) if isinstance(f, (list, tuple)) else bool(f)
+                               for f in ctx.needs_input_grad[:2])
+    n = ctx.num_levels
+    none = [None] * n  # a Tensor[] input takes a list of gradients, even of Nones
+    if not (need_features or need_ref):
+        return none, none, None, None, None, None, None, None, None
+    grads = torch.ops.lidplug.roi_perceptual_loss_backward(
+        grad, features, ref_features, rois, *ctx.args,
+        torch.are_deterministic_algorithms_enabled(), need_ref)
+    grad_features = grads[:n] if need_features else none
+    grad_ref = grads[n:] if need_ref else none
+    return grad_features, grad_ref, None, None, None, None, None, None, None
+
+
+def register() -> None:
+    """Attach fake kernels and autograd to ``torch.ops.lidplug.*`` (idempotent per process)."""
+    if getattr(register, "done", False):
+        return
+    torch.library.register_fake(f"{_LIB}::roi_pool")(_fake_roi_pool)
+    torch.library.register_fake(f"{_LIB}::roi_pool_backward")(_fake_roi_pool_backward)
+    torch.library.register_fake(f"{_LIB}::roi_perceptual_loss")(_fake_loss)
+    torch.library.register_fake(f"{_LIB}::roi_perceptual_loss_backward")(_fake_loss_backward)
+    torch.library.register_autograd(f"{_LIB}::roi_pool", _backward_pool, setup_context=_setup_pool)
+    torch.library.register_autograd(f"{_LIB}::roi_perceptual_loss", _backward_loss,
+                                    setup_context=_setup_loss)
+    register.done = True
