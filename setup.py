@@ -20,6 +20,8 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
+# Build helpers shared with the first-use (JIT) build, defined once in the package.
+_HELPERS = runpy.run_path(str(ROOT / "lidplug" / "ops" / "_extension.py"))
 
 
 def _want_cuda():
@@ -43,6 +45,7 @@ def _want_cuda():
 def _extensions():
     if os.environ.get("LIDPLUG_NO_EXTENSION", "") == "1":
         return [], {}
+    _HELPERS["prefer_cuda_toolkit_home"]()  # before cpp_extension reads CUDA_HOME
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
@@ -51,12 +54,10 @@ def _extensions():
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
-        # One definition of where pip's CUDA library headers live, shared with the JIT build.
-        helpers = runpy.run_path(str(ROOT / "lidplug" / "ops" / "_extension.py"))
         ext = CUDAExtension(
             "lidplug._C",
             sources,
-            include_dirs=helpers["cuda_include_dirs"](),
+            include_dirs=_HELPERS["cuda_include_dirs"](),
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
         )
     else:

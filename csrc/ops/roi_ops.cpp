@@ -191,32 +191,32 @@ std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tens
   return grads;
 }
 
-at::Tensor roi_perceptual_loss(const Backend& backend, at::TensorList features,
-                               at::TensorList ref_features, const at::Tensor& rois,
-                               at::ArrayRef<double> spatial_scales, int64_t pooled_h,
-                               int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-                               c10::string_view reduction) {
+std::tuple<at::Tensor, at::Tensor> roi_perceptual_loss_forward(
+    const Backend& backend, at::TensorList features, at::TensorList ref_features,
+    const at::Tensor& rois, at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+    int64_t pooled_w, int64_t sampling_ratio, bool aligned, c10::string_view reduction) {
   const Reduction red = parse_reduction(reduction);
   LevelInfo info;
-  const at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
-                                            pooled_h, pooled_w, sampling_ratio, aligned, &info);
+  at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
+                                      pooled_h, pooled_w, sampling_ratio, aligned, &info);
   const at::Tensor sq = diff.square();
-  if (red == Reduction::kNone) return sq.flatten(1).mean(1);
-  if (red == Reduction::kSum || diff.numel() == 0) return sq.sum();  // K = 0 gives 0, not NaN
-  return sq.mean();
+  at::Tensor loss;
+  if (red == Reduction::kNone) {
+    loss = sq.flatten(1).mean(1);
+  } else if (red == Reduction::kSum || diff.numel() == 0) {
+    loss = sq.sum();  // K = 0 gives 0, not the NaN of a mean over nothing
+  } else {
+    loss = sq.mean();
+  }
+  return {loss, diff};
 }
 
 std::vector<at::Tensor> roi_perceptual_loss_backward(
-    const Backend& backend, const at::Tensor& grad, at::TensorList features,
-    at::TensorList ref_features, const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
-    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-    c10::string_view reduction, bool deterministic, bool ref_grad) {
+    const Backend& backend, const at::Tensor& grad, const at::Tensor& diff,
+    const at::Tensor& rois, at::ArrayRef<double> spatial_scales, int64_t batch, int64_t channels,
+    at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio, bool aligned,
+    c10::string_view reduction, bool deterministic, bool ref_grad, at::ScalarType dtype) {
   const Reduction red = parse_reduction(reduction);
-  LevelInfo info;
-  // The pooled difference is recomputed rather than saved: its reads are tiny next to the
-  // gradient writes, and the forward then keeps nothing but its inputs.
-  const at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
-                                            pooled_h, pooled_w, sampling_ratio, aligned, &info);
   const int64_t per_box = diff.numel() / std::max<int64_t>(diff.size(0), 1);
   // d(loss)/d(diff) = 2 * diff * coefficient; the coefficient carries the reduction's scale.
   at::Tensor coef = grad.to(diff.scalar_type()) * 2.0;
@@ -225,19 +225,36 @@ std::vector<at::Tensor> roi_perceptual_loss_backward(
   } else if (red == Reduction::kMean && diff.numel() > 0) {
     coef = coef / static_cast<double>(diff.numel());
   }
-  const at::Tensor grad_pooled = diff * coef;
-  const auto dtype = features[0].scalar_type();
-  auto grads = backend.pool_backward(grad_pooled.contiguous(), rois_for(rois, diff.scalar_type()),
-                                     info, sampling_ratio, aligned, deterministic);
-  std::vector<at::Tensor> out;
-  for (const auto& g : grads) out.push_back(g.to(dtype));
+  std::vector<at::Tensor> grads =
+      roi_pool_backward(backend, diff * coef, rois, spatial_scales, batch, channels, heights,
+                        widths, sampling_ratio, aligned, deterministic, dtype);
   if (ref_grad) {
-    // The loss depends on features - ref_features only, so the reference gradient is the
-    // negation; writing it from the same buffer keeps one scatter pass.
-    for (const auto& g : grads) out.push_back(g.neg().to(dtype));
+    // The loss depends on features - ref_features only: the reference gradient is the negation.
+    const size_t n = grads.size();
+    for (size_t i = 0; i < n; ++i) grads.push_back(grads[i].neg());
   }
-  return out;
+  return grads;
 }
+
+namespace {
+
+// The public op: a composite of the forward op, so autograd, torch.compile and TorchScript all
+// see one registered name while the pooled difference stays an internal of the backward.
+at::Tensor roi_perceptual_loss(at::TensorList features, at::TensorList ref_features,
+                               const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
+                               int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                               bool aligned, c10::string_view reduction) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lidplug::_roi_perceptual_loss_forward", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           at::TensorList, at::TensorList, const at::Tensor&,
+                           at::ArrayRef<double>, int64_t, int64_t, int64_t, bool,
+                           c10::string_view)>();
+  return std::get<0>(op.call(features, ref_features, rois, spatial_scales, pooled_h, pooled_w,
+                             sampling_ratio, aligned, reduction));
+}
+
+}  // namespace
 
 TORCH_LIBRARY(lidplug, m) {
   m.def(
@@ -252,10 +269,18 @@ TORCH_LIBRARY(lidplug, m) {
       "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
       "bool aligned=False, str reduction=\"mean\") -> Tensor");
   m.def(
-      "roi_perceptual_loss_backward(Tensor grad, Tensor[] features, Tensor[] ref_features, "
-      "Tensor rois, float[] spatial_scales, int pooled_height, int pooled_width, "
-      "int sampling_ratio, bool aligned, str reduction, bool deterministic, bool ref_grad) "
-      "-> Tensor[]");
+      "_roi_perceptual_loss_forward(Tensor[] features, Tensor[] ref_features, Tensor rois, "
+      "float[] spatial_scales, int pooled_height, int pooled_width, int sampling_ratio, "
+      "bool aligned, str reduction) -> (Tensor, Tensor)");
+  m.def(
+      "roi_perceptual_loss_backward(Tensor grad, Tensor diff, Tensor rois, "
+      "float[] spatial_scales, SymInt batch_size, SymInt channels, SymInt[] heights, "
+      "SymInt[] widths, int sampling_ratio, bool aligned, str reduction, bool deterministic, "
+      "bool ref_grad, ScalarType dtype) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(lidplug, CompositeImplicitAutograd, m) {
+  m.impl("roi_perceptual_loss", &roi_perceptual_loss);
 }
 
 }  // namespace ops

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "roi_geometry.h"
@@ -41,17 +42,18 @@ std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tens
                                           bool aligned, bool deterministic,
                                           at::ScalarType dtype);
 
-at::Tensor roi_perceptual_loss(const Backend& backend, at::TensorList features,
-                               at::TensorList ref_features, const at::Tensor& rois,
-                               at::ArrayRef<double> spatial_scales, int64_t pooled_h,
-                               int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-                               c10::string_view reduction);
+// Returns (loss, pooled difference); the difference is kept for the backward, so the
+// pyramids are pooled once per step.
+std::tuple<at::Tensor, at::Tensor> roi_perceptual_loss_forward(
+    const Backend& backend, at::TensorList features, at::TensorList ref_features,
+    const at::Tensor& rois, at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+    int64_t pooled_w, int64_t sampling_ratio, bool aligned, c10::string_view reduction);
 
 std::vector<at::Tensor> roi_perceptual_loss_backward(
-    const Backend& backend, const at::Tensor& grad, at::TensorList features,
-    at::TensorList ref_features, const at::Tensor& rois, at::ArrayRef<double> spatial_scales,
-    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-    c10::string_view reduction, bool deterministic, bool ref_grad);
+    const Backend& backend, const at::Tensor& grad, const at::Tensor& diff,
+    const at::Tensor& rois, at::ArrayRef<double> spatial_scales, int64_t batch, int64_t channels,
+    at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio, bool aligned,
+    c10::string_view reduction, bool deterministic, bool ref_grad, at::ScalarType dtype);
 
 // Float32 for float16/bfloat16/float32 features, float64 for float64: "reductions accumulate in
 // float32 whatever the feature dtype", while float64 stays exact enough for gradcheck.
@@ -74,22 +76,23 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
       at::IntArrayRef hs, at::IntArrayRef ws, int64_t sr, bool al, bool det, at::ScalarType dt) { \
     return ::lidplug::ops::roi_pool_backward(BACKEND, g, r, s, b, c, hs, ws, sr, al, det, dt);   \
   }                                                                                              \
-  at::Tensor roi_perceptual_loss_##KEY(at::TensorList f, at::TensorList rf, const at::Tensor& r, \
-                                       at::ArrayRef<double> s, int64_t ph, int64_t pw,           \
-                                       int64_t sr, bool al, c10::string_view red) {              \
-    return ::lidplug::ops::roi_perceptual_loss(BACKEND, f, rf, r, s, ph, pw, sr, al, red);       \
+  std::tuple<at::Tensor, at::Tensor> roi_perceptual_loss_forward_##KEY(                         \
+      at::TensorList f, at::TensorList rf, const at::Tensor& r, at::ArrayRef<double> s,          \
+      int64_t ph, int64_t pw, int64_t sr, bool al, c10::string_view red) {                       \
+    return ::lidplug::ops::roi_perceptual_loss_forward(BACKEND, f, rf, r, s, ph, pw, sr, al,     \
+                                                       red);                                     \
   }                                                                                              \
   std::vector<at::Tensor> roi_perceptual_loss_backward_##KEY(                                    \
-      const at::Tensor& g, at::TensorList f, at::TensorList rf, const at::Tensor& r,             \
-      at::ArrayRef<double> s, int64_t ph, int64_t pw, int64_t sr, bool al,                       \
-      c10::string_view red, bool det, bool refg) {                                               \
-    return ::lidplug::ops::roi_perceptual_loss_backward(BACKEND, g, f, rf, r, s, ph, pw, sr, al, \
-                                                        red, det, refg);                         \
+      const at::Tensor& g, const at::Tensor& d, const at::Tensor& r, at::ArrayRef<double> s,     \
+      int64_t b, int64_t c, at::IntArrayRef hs, at::IntArrayRef ws, int64_t sr, bool al,         \
+      c10::string_view red, bool det, bool refg, at::ScalarType dt) {                            \
+    return ::lidplug::ops::roi_perceptual_loss_backward(BACKEND, g, d, r, s, b, c, hs, ws, sr,   \
+                                                        al, red, det, refg, dt);                 \
   }                                                                                              \
   }                                                                                              \
   TORCH_LIBRARY_IMPL(lidplug, KEY, m) {                                                          \
     m.impl("roi_pool", &roi_pool_##KEY);                                                         \
     m.impl("roi_pool_backward", &roi_pool_backward_##KEY);                                       \
-    m.impl("roi_perceptual_loss", &roi_perceptual_loss_##KEY);                                   \
+    m.impl("_roi_perceptual_loss_forward", &roi_perceptual_loss_forward_##KEY);                  \
     m.impl("roi_perceptual_loss_backward", &roi_perceptual_loss_backward_##KEY);                 \
   }

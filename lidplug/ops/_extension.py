@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cuda_include_dirs", "extension_available", "extension_error", "library_path"]
+__all__ = ["cuda_include_dirs", "extension_available", "extension_error", "library_path", "prefer_cuda_toolkit_home"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _state: dict[str, str | None] = {"error": None, "path": None}
@@ -32,6 +32,19 @@ def _source_dir() -> Path | None:
         if (candidate / "ops" / "roi_ops.cpp").is_file():
             return candidate
     return None
+
+
+def prefer_cuda_toolkit_home() -> None:
+    """Points CUDA_HOME at ``/usr/local/cuda`` when the user set none and it exists.
+
+    torch guesses CUDA_HOME from the ``nvcc`` on PATH; where that is a wrapper script (for
+    example ``/usr/local/bin/nvcc``), the guess is ``/usr/local`` and linking ``-lcudart`` fails.
+    Must run before ``torch.utils.cpp_extension`` is first imported.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    if Path("/usr/local/cuda/bin/nvcc").is_file():
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
 
 def cuda_include_dirs() -> list[str]:
@@ -60,6 +73,7 @@ def _load_prebuilt() -> str | None:
 
 
 def _jit_build() -> str:
+    prefer_cuda_toolkit_home()
     from torch.utils.cpp_extension import CUDA_HOME, load
 
     src = _source_dir()

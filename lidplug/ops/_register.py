@@ -26,20 +26,20 @@ def _fake_roi_pool_backward(grad, rois, spatial_scales, batch_size, channels, he
             for h, w in zip(heights, widths, strict=True)]
 
 
-def _fake_loss(features, ref_features, rois, spatial_scales, pooled_height=7, pooled_width=7,
-               sampling_ratio=2, aligned=False, reduction="mean"):
-    acc = torch.float64 if features[0].dtype == torch.float64 else torch.float32
+def _fake_loss_forward(features, ref_features, rois, spatial_scales, pooled_height,
+                       pooled_width, sampling_ratio, aligned, reduction):
+    f = features[0]
+    acc = torch.float64 if f.dtype == torch.float64 else torch.float32
     shape = (rois.shape[0],) if reduction == "none" else ()
-    return features[0].new_empty(shape, dtype=acc)
+    diff = f.new_empty((rois.shape[0], f.shape[1], pooled_height, pooled_width), dtype=acc)
+    return f.new_empty(shape, dtype=acc), diff
 
 
-def _fake_loss_backward(grad, features, ref_features, rois, spatial_scales, pooled_height,
-                        pooled_width, sampling_ratio, aligned, reduction, deterministic,
-                        ref_grad):
-    grads = [torch.empty_like(f) for f in features]
-    if ref_grad:
-        grads += [torch.empty_like(f) for f in features]
-    return grads
+def _fake_loss_backward(grad, diff, rois, spatial_scales, batch_size, channels, heights, widths,
+                        sampling_ratio, aligned, reduction, deterministic, ref_grad, dtype):
+    n = 2 if ref_grad else 1
+    return [diff.new_empty((batch_size, channels, h, w), dtype=dtype)
+            for _ in range(n) for h, w in zip(heights, widths, strict=True)]
 
 
 def _setup_pool(ctx, inputs, output):
@@ -60,15 +60,20 @@ def _backward_pool(ctx, grad):
 
 
 def _setup_loss(ctx, inputs, output):
-    features, ref_features, rois = inputs[:3]
-    ctx.save_for_backward(rois, *features, *ref_features)
+    features, _, rois, scales, _, _, sampling_ratio, aligned, reduction = inputs
+    _, diff = output
+    # Only the small pooled difference is kept: neither pyramid is needed for the backward.
+    ctx.save_for_backward(rois, diff)
+    ctx.mark_non_differentiable(diff)
+    ctx.meta = (scales, features[0].shape[0], features[0].shape[1],
+                [f.shape[2] for f in features], [f.shape[3] for f in features],
+                sampling_ratio, aligned, reduction, features[0].dtype)
     ctx.num_levels = len(features)
-    ctx.args = inputs[3:]
 
 
-def _backward_loss(ctx, grad):
-    rois, *levels = ctx.saved_tensors
-    features, ref_features = levels[:ctx.num_levels], levels[ctx.num_levels:]
+def _backward_loss(ctx, grad, _grad_diff):
+    rois, diff = ctx.saved_tensors
+    scales, batch, channels, heights, widths, sampling_ratio, aligned, reduction, dtype = ctx.meta
     # For a Tensor[] input autograd reports one flag per tensor.
     need_features, need_ref = (any(f) if isinstance(f, (list, tuple)) else bool(f)
                                for f in ctx.needs_input_grad[:2])
@@ -77,8 +82,8 @@ def _backward_loss(ctx, grad):
     if not (need_features or need_ref):
         return none, none, None, None, None, None, None, None, None
     grads = torch.ops.lidplug.roi_perceptual_loss_backward(
-        grad, features, ref_features, rois, *ctx.args,
-        torch.are_deterministic_algorithms_enabled(), need_ref)
+        grad, diff, rois, scales, batch, channels, heights, widths, sampling_ratio, aligned,
+        reduction, torch.are_deterministic_algorithms_enabled(), need_ref, dtype)
     grad_features = grads[:n] if need_features else none
     grad_ref = grads[n:] if need_ref else none
     return grad_features, grad_ref, None, None, None, None, None, None, None
@@ -90,9 +95,9 @@ def register() -> None:
         return
     torch.library.register_fake(f"{_LIB}::roi_pool")(_fake_roi_pool)
     torch.library.register_fake(f"{_LIB}::roi_pool_backward")(_fake_roi_pool_backward)
-    torch.library.register_fake(f"{_LIB}::roi_perceptual_loss")(_fake_loss)
+    torch.library.register_fake(f"{_LIB}::_roi_perceptual_loss_forward")(_fake_loss_forward)
     torch.library.register_fake(f"{_LIB}::roi_perceptual_loss_backward")(_fake_loss_backward)
     torch.library.register_autograd(f"{_LIB}::roi_pool", _backward_pool, setup_context=_setup_pool)
-    torch.library.register_autograd(f"{_LIB}::roi_perceptual_loss", _backward_loss,
+    torch.library.register_autograd(f"{_LIB}::_roi_perceptual_loss_forward", _backward_loss,
                                     setup_context=_setup_loss)
     register.done = True

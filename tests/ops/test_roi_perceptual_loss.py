@@ -97,10 +97,9 @@ def test_opcheck():
     feats, refs, boxes, scales = _case(5, channels=2, image=64, num_levels=3, per_image=3)
     rois = to_rois(boxes)
     feats = [t.requires_grad_() for t in feats]
-    torch.library.opcheck(torch.ops.lidplug.roi_perceptual_loss.default,
-                          (feats, refs, rois, scales, 7, 7, 2, False, "mean"))
-    torch.library.opcheck(torch.ops.lidplug.roi_perceptual_loss.default,
-                          (feats, refs, rois, scales, 5, 5, 0, True, "none"))
+    forward = torch.ops.lidplug._roi_perceptual_loss_forward.default
+    torch.library.opcheck(forward, (feats, refs, rois, scales, 7, 7, 2, False, "mean"))
+    torch.library.opcheck(forward, (feats, refs, rois, scales, 5, 5, 0, True, "none"))
     torch.library.opcheck(torch.ops.lidplug.roi_pool.default, (feats, rois, scales, 7, 7, 2, True))
 
 

@@ -1,0 +1,101 @@
+"""ROI perceptual loss, forward + backward: fused op vs torchvision path vs pure-PyTorch reference.
+
+Run: ``pytest benchmarks/test_bench_roi_ops.py --benchmark-enable --benchmark-json=out.json``,
+then ``python benchmarks/report.py out.json`` prints the medians and the ratios per group.
+Shapes are those of ../shared/PERF.md and the core issue. ``extra_info`` carries the peak CUDA
+memory of one step (CUDA) or the bytes autograd keeps for backward (CPU, where no allocator
+statistics exist).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lidplug import ops
+from lidplug.ops._reference import roi_perceptual_loss_reference
+from lidplug.ops._torchvision_path import torchvision_roi_perceptual_loss
+
+IMPLS = {
+    "fused": lambda f, r, boxes, rois, scales: ops.roi_perceptual_loss(f, r, rois, 7, scales),
+    "torchvision": lambda f, r, boxes, rois, scales: torchvision_roi_perceptual_loss(
+        f, r, boxes, (7, 7), scales),
+    "reference": lambda f, r, boxes, rois, scales: roi_perceptual_loss_reference(
+        f, r, rois, (7, 7), scales),
+}
+
+CASES = {
+    # name: (device, batch, channels, image size, levels, boxes per image)
+    "cpu-fpn256-4box": ("cpu", 4, 256, 256, 4, 4),
+    "cpu-fpn256-128box": ("cpu", 4, 256, 256, 4, 128),
+    "cuda-level128-4box": ("cuda", 8, 256, 512, 1, 4),
+    "cuda-fpn512-4box": ("cuda", 8, 256, 512, 4, 4),
+    "cuda-fpn512-32box": ("cuda", 8, 256, 512, 4, 32),
+    "cuda-fpn512-512box": ("cuda", 8, 256, 512, 4, 512),
+}
+
+
+def _inputs(device, batch, channels, image, num_levels, per_image):
+    g = torch.Generator().manual_seed(0)
+    strides = [4, 8, 16, 32][:num_levels]
+    feats = [torch.randn(batch, channels, image // s, image // s, generator=g) for s in strides]
+    refs = [torch.randn(batch, channels, image // s, image // s, generator=g) for s in strides]
+    boxes = []
+    for _ in range(batch):
+        # Lesion-like boxes: 8 to 160 px, inside the image, spread over the pyramid's levels.
+        u = torch.rand(per_image, 4, generator=g)
+        size = 8 * (20 ** u[:, 2:])
+        start = u[:, :2] * (image - size)
+        boxes.append(torch.cat([start, start + size], 1))
+    feats = [t.to(device).requires_grad_() for t in feats]
+    refs = [t.to(device) for t in refs]
+    boxes = [b.to(device) for b in boxes]
+    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+    return feats, refs, boxes, rois, [1.0 / s for s in strides]
+
+
+def _saved_bytes(step):
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return total
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_roi_perceptual_loss_fwd_bwd(benchmark, case, impl):
+    device, *shape = CASES[case]
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    if impl == "reference" and shape[-1] > 32:
+        pytest.skip("the reference is a correctness baseline; too slow at this box count")
+    feats, refs, boxes, rois, scales = _inputs(device, *shape)
+    fn = IMPLS[impl]
+
+    def step():
+        loss = fn(feats, refs, boxes, rois, scales)
+        grads = torch.autograd.grad(loss, feats, allow_unused=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return grads
+
+    benchmark.group = case
+    benchmark.extra_info.update(device=device, torch=torch.__version__, shape=shape)
+    if device == "cuda":
+        step()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated() - base
+        benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
+        benchmark.pedantic(step, rounds=50, warmup_rounds=5)
+    else:
+        benchmark.extra_info["saved_for_backward_bytes"] = _saved_bytes(
+            lambda: fn(feats, refs, boxes, rois, scales))
+        benchmark.pedantic(step, rounds=5, warmup_rounds=1)
