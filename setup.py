@@ -50,7 +50,8 @@ def _extensions():
 
     sources = sorted(glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
     # No -std flag: torch.utils.cpp_extension picks the standard this torch needs (C++17 or 20).
-    cxx = ["-O3"]
+    # -fopenmp: at::parallel_for is a header template that runs serially without it.
+    cxx = ["-O3", "-fopenmp"]
     if _want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
@@ -59,9 +60,11 @@ def _extensions():
             sources,
             include_dirs=_HELPERS["cuda_include_dirs"](),
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
+            extra_link_args=["-fopenmp"],
         )
     else:
-        ext = CppExtension("lidplug._C", sources, extra_compile_args={"cxx": cxx})
+        ext = CppExtension("lidplug._C", sources, extra_compile_args={"cxx": cxx},
+                           extra_link_args=["-fopenmp"])
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
 

@@ -7,7 +7,8 @@ Order of preference:
 3. nothing: the ops fall back to the pure-PyTorch reference, after one warning that says why
    and how to fix it.
 
-``LIDPLUG_DISABLE_EXTENSION=1`` forces the fallback (used by tests of the fallback itself).
+``LIDPLUG_DISABLE_EXTENSION=1`` forces the fallback and ``LIDPLUG_FORCE_JIT=1`` skips the
+prebuilt library (both for tests of those paths).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _jit_build() -> str:
     load(
         name="lidplug_ops_cuda" if with_cuda else "lidplug_ops",
         sources=sources,
-        extra_cflags=["-O3"],
+        extra_cflags=["-O3", "-fopenmp"],  # at::parallel_for is serial without OpenMP
+        extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=["-O3"],
         extra_include_paths=cuda_include_dirs() if with_cuda else None,
         build_directory=build_dir,
@@ -104,6 +106,8 @@ def _jit_build() -> str:
 def _load() -> bool:
     errors = []
     loaders = (_load_prebuilt, _jit_build)
+    if os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
+        loaders = (_jit_build,)
     if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1":
         errors.append("LIDPLUG_DISABLE_EXTENSION=1 is set")
         loaders = ()

@@ -8,6 +8,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "../roi_ops.h"
@@ -39,6 +41,9 @@ struct AxisTable {
 // Channels handled together per sample point: independent sums give the core work to overlap
 // (one channel alone is a chain of dependent adds) and each tap is read once per block.
 constexpr int kBlock = 8;
+// Where a sample touches two arrays per channel (two pyramids, or gradient and planes), half a
+// block keeps all pointers and sums in the 16 general registers of x86-64.
+constexpr int kHalf = kBlock / 2;
 
 template <typename scalar_t, typename acc_t>
 inline acc_t bilinear(const scalar_t* plane, int W, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
@@ -51,8 +56,9 @@ inline acc_t bilinear(const scalar_t* plane, int W, const Tap<acc_t>& ty, const 
 }
 
 // Pools N consecutive channel planes of one box (N a compile-time constant, so the N sums live
-// in registers). `r` (may be null) is subtracted: the pooled difference of two pyramids.
-template <int N, typename scalar_t, typename acc_t>
+// in registers). With Diff, `r` is subtracted: the pooled difference of two pyramids (a
+// template flag rather than a null check, so each variant compiles to a straight loop).
+template <int N, bool Diff, typename scalar_t, typename acc_t>
 inline void pool_block(const scalar_t* f, const scalar_t* r, int64_t hw, int W,
                        const RoiGeometry<acc_t>& g, const AxisTable<acc_t>& table, int pooled_h,
                        int pooled_w, acc_t* o) {
@@ -66,9 +72,9 @@ inline void pool_block(const scalar_t* f, const scalar_t* r, int64_t hw, int W,
         for (int ix = 0; ix < g.grid_w; ++ix) {
           const auto& tx = table.x[pw * g.grid_w + ix];
           if (!tx.inside) continue;
-          for (int j = 0; j < N; ++j) sum[j] += bilinear(f + j * hw, W, ty, tx);
-          if (r != nullptr) {
-            for (int j = 0; j < N; ++j) sum[j] -= bilinear(r + j * hw, W, ty, tx);
+          for (int j = 0; j < N; ++j) {
+            sum[j] += bilinear(f + j * hw, W, ty, tx);
+            if (Diff) sum[j] -= bilinear(r + j * hw, W, ty, tx);
           }
         }
       }
@@ -77,38 +83,94 @@ inline void pool_block(const scalar_t* f, const scalar_t* r, int64_t hw, int W,
   }
 }
 
+// Box indices ordered by image (stable). Both kernels walk boxes in this order inside one block
+// of channels, so the block's planes of one image stay in cache across that image's boxes.
+template <typename acc_t>
+std::vector<int64_t> by_image(const acc_t* rois, int64_t num_rois) {
+  std::vector<int64_t> order(num_rois);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return rois[a * 5] < rois[b * 5]; });
+  return order;
+}
+
 template <typename scalar_t, typename acc_t>
 void pool_kernel(const std::vector<const scalar_t*>& feat, const std::vector<const scalar_t*>& ref,
                  const acc_t* rois, int64_t num_rois, const LevelInfo& info, int pooled_h,
                  int pooled_w, int sampling_ratio, bool aligned, acc_t* out) {
   const int64_t C = info.channels;
   const int64_t blocks = (C + kBlock - 1) / kBlock;
+  const int64_t osz = int64_t(pooled_h) * pooled_w;
   const bool diff = !ref.empty();
-  at::parallel_for(0, num_rois * blocks, 1, [&](int64_t begin, int64_t end) {
+  const std::vector<int64_t> order = by_image(rois, num_rois);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     AxisTable<acc_t> table;
-    RoiGeometry<acc_t> g{};
-    for (int64_t idx = begin; idx < end; ++idx) {
-      const int64_t k = idx / blocks, c0 = (idx % blocks) * kBlock;
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t c0 = blk * kBlock;
       const int nc = static_cast<int>(std::min<int64_t>(kBlock, C - c0));
-      if (k != table.box) {
-        g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned, info);
-        table.build(g, k, pooled_h, pooled_w, info.height[g.level], info.width[g.level]);
-      }
-      const int H = info.height[g.level], W = info.width[g.level];
-      const int64_t plane = (static_cast<int64_t>(g.batch) * C + c0) * H * W, hw = int64_t(H) * W;
-      const scalar_t* f = feat[g.level] + plane;
-      const scalar_t* r = diff ? ref[g.level] + plane : nullptr;
-      acc_t* o = out + (k * C + c0) * pooled_h * pooled_w;
-      if (nc == kBlock) {
-        pool_block<kBlock>(f, r, hw, W, g, table, pooled_h, pooled_w, o);
-      } else {
-        for (int j = 0; j < nc; ++j) {
-          pool_block<1>(f + j * hw, r ? r + j * hw : nullptr, hw, W, g, table, pooled_h,
-                        pooled_w, o + j * pooled_h * pooled_w);
+      for (const int64_t k : order) {
+        const auto g =
+            roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned, info);
+        if (g.grid_h <= 0 || g.grid_w <= 0) continue;  // the output is zero-initialised
+        const int H = info.height[g.level], W = info.width[g.level];
+        table.build(g, k, pooled_h, pooled_w, H, W);
+        const int64_t hw = int64_t(H) * W, plane = (int64_t(g.batch) * C + c0) * hw;
+        const scalar_t* f = feat[g.level] + plane;
+        const scalar_t* r = diff ? ref[g.level] + plane : nullptr;
+        acc_t* o = out + (k * C + c0) * osz;
+        if (nc == kBlock && diff) {
+          pool_block<kHalf, true>(f, r, hw, W, g, table, pooled_h, pooled_w, o);
+          pool_block<kHalf, true>(f + kHalf * hw, r + kHalf * hw, hw, W, g, table, pooled_h,
+                                  pooled_w, o + kHalf * osz);
+        } else if (nc == kBlock) {
+          pool_block<kBlock, false>(f, r, hw, W, g, table, pooled_h, pooled_w, o);
+        } else {
+          for (int j = 0; j < nc; ++j) {
+            if (diff) {
+              pool_block<1, true>(f + j * hw, r + j * hw, hw, W, g, table, pooled_h, pooled_w,
+                                  o + j * osz);
+            } else {
+              pool_block<1, false>(f + j * hw, r, hw, W, g, table, pooled_h, pooled_w,
+                                   o + j * osz);
+            }
+          }
         }
       }
     }
   });
+}
+
+// Scatters the pooled gradient of N consecutive channels of one box into their planes.
+template <int N, typename acc_t>
+inline void scatter_block(const acc_t* grad, acc_t count, int64_t hw, int W,
+                          const RoiGeometry<acc_t>& g, const AxisTable<acc_t>& table,
+                          int pooled_h, int pooled_w, acc_t* dst) {
+  const int64_t osz = int64_t(pooled_h) * pooled_w;
+  for (int ph = 0; ph < pooled_h; ++ph) {
+    for (int pw = 0; pw < pooled_w; ++pw) {
+      acc_t gv[N];
+      for (int j = 0; j < N; ++j) gv[j] = grad[j * osz + ph * pooled_w + pw] / count;
+      for (int iy = 0; iy < g.grid_h; ++iy) {
+        const auto& ty = table.y[ph * g.grid_h + iy];
+        if (!ty.inside) continue;
+        for (int ix = 0; ix < g.grid_w; ++ix) {
+          const auto& tx = table.x[pw * g.grid_w + ix];
+          if (!tx.inside) continue;
+          const acc_t w1 = ty.w_low * tx.w_low, w2 = ty.w_low * tx.w_high;
+          const acc_t w3 = ty.w_high * tx.w_low, w4 = ty.w_high * tx.w_high;
+          const int64_t i1 = int64_t(ty.low) * W + tx.low, i2 = int64_t(ty.low) * W + tx.high;
+          const int64_t i3 = int64_t(ty.high) * W + tx.low, i4 = int64_t(ty.high) * W + tx.high;
+          for (int j = 0; j < N; ++j) {
+            acc_t* d = dst + j * hw;
+            d[i1] += gv[j] * w1;
+            d[i2] += gv[j] * w2;
+            d[i3] += gv[j] * w3;
+            d[i4] += gv[j] * w4;
+          }
+        }
+      }
+    }
+  }
 }
 
 template <typename acc_t>
@@ -117,50 +179,33 @@ void pool_backward_kernel(const acc_t* grad, const acc_t* rois, int64_t num_rois
                           bool aligned, const std::vector<acc_t*>& out) {
   const int64_t C = info.channels;
   const int64_t blocks = (C + kBlock - 1) / kBlock;
-  // Threads own channel blocks, so no two write the same plane; each walks the boxes in order
-  // and builds a box's tables once for its whole range of channels.
+  const int64_t osz = int64_t(pooled_h) * pooled_w;
+  const std::vector<int64_t> order = by_image(rois, num_rois);
+  // Threads own channel blocks, so no two write the same plane; each walks the boxes in a fixed
+  // order (deterministic) and by image (cache-friendly).
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     AxisTable<acc_t> table;
-    for (int64_t k = 0; k < num_rois; ++k) {
-      const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio,
-                                         aligned, info);
-      if (g.grid_h <= 0 || g.grid_w <= 0) continue;
-      const int H = info.height[g.level], W = info.width[g.level];
-      const int64_t hw = int64_t(H) * W;
-      table.build(g, k, pooled_h, pooled_w, H, W);
-      const acc_t count = static_cast<acc_t>(g.grid_h * g.grid_w);
-      for (int64_t blk = begin; blk < end; ++blk) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      for (const int64_t k : order) {
+        const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio,
+                                           aligned, info);
+        if (g.grid_h <= 0 || g.grid_w <= 0) continue;
+        const int H = info.height[g.level], W = info.width[g.level];
+        const int64_t hw = int64_t(H) * W;
+        table.build(g, k, pooled_h, pooled_w, H, W);
+        const acc_t count = static_cast<acc_t>(g.grid_h * g.grid_w);
         const int64_t c0 = blk * kBlock;
         const int nc = static_cast<int>(std::min<int64_t>(kBlock, C - c0));
         acc_t* dst = out[g.level] + (static_cast<int64_t>(g.batch) * C + c0) * hw;
-        const acc_t* gk = grad + (k * C + c0) * pooled_h * pooled_w;
-        for (int ph = 0; ph < pooled_h; ++ph) {
-          for (int pw = 0; pw < pooled_w; ++pw) {
-            acc_t gv[kBlock];
-            for (int j = 0; j < nc; ++j) {
-              gv[j] = gk[(j * pooled_h + ph) * pooled_w + pw] / count;
-            }
-            for (int iy = 0; iy < g.grid_h; ++iy) {
-              const auto& ty = table.y[ph * g.grid_h + iy];
-              if (!ty.inside) continue;
-              for (int ix = 0; ix < g.grid_w; ++ix) {
-                const auto& tx = table.x[pw * g.grid_w + ix];
-                if (!tx.inside) continue;
-                const acc_t w1 = ty.w_low * tx.w_low, w2 = ty.w_low * tx.w_high;
-                const acc_t w3 = ty.w_high * tx.w_low, w4 = ty.w_high * tx.w_high;
-                const int64_t i1 = int64_t(ty.low) * W + tx.low, i2 = int64_t(ty.low) * W + tx.high;
-                const int64_t i3 = int64_t(ty.high) * W + tx.low;
-                const int64_t i4 = int64_t(ty.high) * W + tx.high;
-                for (int j = 0; j < nc; ++j) {
-                  acc_t* d = dst + j * hw;
-                  d[i1] += gv[j] * w1;
-                  d[i2] += gv[j] * w2;
-                  d[i3] += gv[j] * w3;
-                  d[i4] += gv[j] * w4;
-                }
-              }
-            }
-          }
+        const acc_t* gk = grad + (k * C + c0) * osz;
+        int j = 0;
+        for (; j + kHalf <= nc; j += kHalf) {
+          scatter_block<kHalf>(gk + j * osz, count, hw, W, g, table, pooled_h, pooled_w,
+                               dst + j * hw);
+        }
+        for (; j < nc; ++j) {
+          scatter_block<1>(gk + j * osz, count, hw, W, g, table, pooled_h, pooled_w,
+                           dst + j * hw);
         }
       }
     }
@@ -178,7 +223,8 @@ at::Tensor pool_cpu(at::TensorList features, at::TensorList ref, const at::Tenso
                     const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
                     int64_t sampling_ratio, bool aligned) {
   const auto acc = acc_dtype(features[0].scalar_type());
-  at::Tensor out = at::empty({rois.size(0), info.channels, pooled_h, pooled_w},
+  // Zeros: boxes with no samples (an inverted aligned box) are skipped by the kernel.
+  at::Tensor out = at::zeros({rois.size(0), info.channels, pooled_h, pooled_w},
                              features[0].options().dtype(acc));
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(
