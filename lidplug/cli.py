@@ -1,0 +1,246 @@
+"""The ``lidplug`` command line: ``lidplug COMMAND ...`` (``lidplug COMMAND --help`` for each).
+
+Commands are argparse subcommands. To add one, write ``_add_NAME(subparsers)`` that builds its
+parser and sets ``func`` (a function ``args -> exit status``), and list it in :data:`_COMMANDS`;
+import heavy modules inside ``func`` so ``lidplug --help`` stays fast.
+
+Exit status: 0 success; 1 a folder run where some files failed (they are listed, everything else
+is written); 2 a user error (bad argument, missing or unreadable input, output exists), printed as
+one line ``lidplug: error: ...`` on stderr, never a traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from lidplug.version import __version__
+
+__all__ = ["CLIError", "main"]
+
+
+class CLIError(Exception):
+    """A user error: reported as one ``lidplug: error: ...`` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage lines and exit; we want one line
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
+def _dose(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction of the scan's dose in (0, 1], got {text!r}"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="make a low-dose copy of a DICOM file/series or a DeepLesion folder",
+        description=(
+            "Make a simulated low-dose copy of IN in OUT. IN may be a DICOM file, a DICOM series "
+            "folder or a folder of series folders (OUT mirrors it; each series becomes a derived "
+            "series 0001.dcm, 0002.dcm, ... whose description names the dose), a DeepLesion "
+            "folder (DL_info.csv + Images_png/: 16-bit PNGs in the same layout, DL_info.csv "
+            "copied) or a single 16-bit PNG (OUT: a .png file or a folder). Noise of each slice "
+            "is seeded from --seed and its path, so reruns give the same images. Files that "
+            "cannot be read are listed at the end (exit status 1); the rest is written."
+        ),
+    )
+    p.add_argument("input", metavar="IN", type=Path,
+                   help="DICOM file/folder, DeepLesion folder or 16-bit PNG")
+    p.add_argument("output", metavar="OUT", type=Path,
+                   help="output folder (or .png file), not inside IN")
+    p.add_argument("--dose", type=_dose, default=0.25,
+                   help="dose of the copy as a fraction of the input's dose (default: 0.25)")
+    p.add_argument("--method", choices=("insert", "full"), default="insert",
+                   help="'insert': noise insertion into real scans (default); 'full': full "
+                        "projection-domain simulation, meant for ideal phantoms")
+    p.add_argument("--seed", type=_seed, default=0, help="base seed of the noise (default: 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing non-empty OUT, replacing files")
+    p.set_defaults(func=_simulate)
+
+
+_COMMANDS = (_add_simulate,)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lidplug", description="Lesion-aware training for CT denoisers (LIDnet).")
+    parser.add_argument("--version", action="version", version=f"lidplug {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    try:
+        args = _parser().parse_args(argv)
+        return int(args.func(args))
+    except SystemExit as stop:  # --help and --version
+        return stop.code if isinstance(stop.code, int) else 0
+    except CLIError as err:
+        print(f"lidplug: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lidplug: interrupted (files already written are complete)", file=sys.stderr)
+        return 130
+
+
+# ---- simulate ---------------------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    src, out = args.input, args.output
+    if not src.exists():
+        raise CLIError(f"{src}: expected an input file or folder, got nothing there")
+    _check_output(src, out, args.overwrite)
+    failures: list[tuple[str, str]] = []
+    if src.is_file() and src.suffix.lower() == ".png":
+        target = out if out.suffix.lower() == ".png" else out / src.name
+        _simulate_png(src, target, src.name, args, failures=None)
+        written = 1
+    elif src.is_file():
+        written = _simulate_series(src, out, src.name, args, failures=None)
+    elif (src / "DL_info.csv").is_file() or (src / "Images_png").is_dir():
+        written = _simulate_deeplesion(src, out, args, failures)
+    else:
+        folders = _series_folders(src)
+        if not folders:
+            raise CLIError(f"{src}: expected DICOM files in the folder or below it, got none")
+        written = 0
+        for folder in folders:
+            rel = folder.relative_to(src)
+            written += _simulate_series(folder, out / rel, rel.as_posix(), args, failures)
+    print(f"lidplug simulate: wrote {written} file(s) to {out} (dose {args.dose:g}, {args.method})")
+    if failures:
+        print(f"lidplug simulate: {len(failures)} input(s) failed and were not written:",
+              file=sys.stderr)
+        for name, reason in failures:
+            print(f"  {name}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_output(src: Path, out: Path, overwrite: bool) -> None:
+    s, o = src.resolve(), out.resolve()
+    # A file's folder counts as input too: a derived series mixed into it would spoil it.
+    folder = o.parent if src.is_file() and out.suffix.lower() == ".png" else o
+    if o == s or (src.is_dir() and s in o.parents) or (src.is_file() and folder == s.parent):
+        raise CLIError(f"{out}: expected an output outside the input {src} and its folder, got "
+                       "a path inside (refusing to write into the input)")
+    if o.is_file() and out.suffix.lower() != ".png":
+        raise CLIError(f"{out}: expected an output folder, got an existing file")
+    exists = o.is_file() or (o.is_dir() and any(o.iterdir()))
+    if exists and not overwrite:
+        raise CLIError(f"{out}: already exists and is not empty "
+                       "(pass --overwrite to write into it)")
+
+
+def _low_dose(hu, key: str, args: argparse.Namespace, spacing: float | None):
+    from lidplug.data.sample import derive_seed
+    from lidplug.simulation import simulate_low_dose
+
+    # Noise depends on the attenuation path in cm, so the pixel size matters; unknown -> default.
+    options = {} if spacing is None else {"pixel_spacing": spacing}
+    return simulate_low_dose(hu, args.dose, method=args.method, seed=derive_seed(args.seed, key),
+                             **options)
+
+
+def _simulate_png(src: Path, target: Path, key: str, args, failures, spacing=None) -> bool:
+    from lidplug.data.png import read_png_hu, write_png_hu
+
+    try:
+        low = _low_dose(read_png_hu(src), key, args, spacing)
+        write_png_hu(low, target, overwrite=args.overwrite)
+    except (OSError, ValueError) as err:
+        if failures is None:  # a single input file: its failure is the command's
+            raise CLIError(f"cannot convert {src}: {err}") from None
+        failures.append((key, str(err)))
+        return False
+    return True
+
+
+def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
+    pngs = sorted((src / "Images_png").rglob("*.png")) if (src / "Images_png").is_dir() else []
+    if not pngs:
+        raise CLIError(f"{src}: expected DeepLesion slices in Images_png/<series>/<slice>.png, "
+                       "got none")
+    spacing = {}  # series folder -> column spacing, as DeepLesionDataset passes it
+    if (src / "DL_info.csv").is_file():
+        from lidplug.data.deeplesion import read_dl_info
+
+        try:
+            records = read_dl_info(src / "DL_info.csv")
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        spacing = {rec["image"].rpartition("/")[0]: rec["spacing"][1] for rec in records}
+    written = 0
+    for png in pngs:
+        key = png.relative_to(src).as_posix()  # the same key DeepLesionDataset seeds with
+        written += _simulate_png(png, out / key, key, args, failures,
+                                 spacing.get(key.rpartition("/")[0]))
+    if (src / "DL_info.csv").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / "DL_info.csv", out / "DL_info.csv")
+    return written
+
+
+def _series_folders(root: Path) -> list[Path]:
+    """``root`` and every folder below it that directly holds files (hidden ones ignored)."""
+    folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
+    return [f for f in folders
+            if any(c.is_file() and not c.name.startswith(".") for c in f.iterdir())]
+
+
+def _simulate_series(src: Path, out: Path, key: str, args, failures) -> int:
+    import torch
+
+    from lidplug.io import read_dicom, write_dicom
+
+    try:
+        with warnings.catch_warnings():  # skipped files are reported in our own list instead
+            warnings.simplefilter("ignore")
+            image, meta = read_dicom(src)
+    except (OSError, ValueError) as err:
+        if failures is None:
+            raise CLIError(f"cannot read {src}: {err}") from None
+        failures.append((key, str(err).replace("\n", " ")))
+        return 0
+    if failures is not None:
+        failures.extend((f"{key}/{p.name}", reason) for p, reason in meta.skipped)
+    # One seed per slice (not per series): a slice's noise does not depend on its neighbours.
+    spacing = None if meta.pixel_spacing is None else meta.pixel_spacing[1]
+    low = torch.cat([_low_dose(image[k : k + 1], f"{key}#{k}", args, spacing)
+                     for k in range(len(image))])
+    description = f"lidplug simulated {args.dose:g} dose ({args.method})"
+    try:
+        return len(write_dicom(low, meta, out, description=description, overwrite=args.overwrite))
+    except (OSError, ValueError) as err:
+        if failures is None:
+            raise CLIError(f"cannot write {out}: {err}") from None
+        failures.append((key, str(err)))
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Physics-based low-dose CT simulation in the projection domain.
+
+``simulate_low_dose(hu, dose)`` turns HU images into low-dose versions of themselves: by noise
+insertion into real normal-dose scans (``method="insert"``, default) or by simulating the whole
+acquisition of an ideal phantom (``method="full"``), for fan- or parallel-beam scans, on CPU or GPU.
+
+Modules: :mod:`~lidplug.simulation.lowdose` (the physics, defaults and their calibration),
+:mod:`~lidplug.simulation.geometry` (scan geometries), :mod:`~lidplug.simulation.projector`
+(Radon transform and FBP by the Fourier slice theorem, cached per geometry and device).
+"""
+
+from lidplug.simulation.geometry import DEFAULT_VIEWS, GEOMETRIES
+from lidplug.simulation.lowdose import (
+    DEFAULT_I0,
+    DEFAULT_PIXEL_SPACING_MM,
+    DEFAULT_SIGMA_E,
+    METHODS,
+    MU_WATER_PER_CM,
+    simulate_low_dose,
+)
+from lidplug.simulation.projector import FILTERS, ParallelProjector, get_projector
+
+__all__ = [
+    "DEFAULT_I0",
+    "DEFAULT_PIXEL_SPACING_MM",
+    "DEFAULT_SIGMA_E",
+    "DEFAULT_VIEWS",
+    "FILTERS",
+    "GEOMETRIES",
+    "METHODS",
+    "MU_WATER_PER_CM",
+    "ParallelProjector",
+    "get_projector",
+    "simulate_low_dose",
+]

@@ -1,0 +1,143 @@
+"""Fixtures for the DICOM tests: shipped pydicom files (never downloaded) and synthetic CT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import uid
+from pydicom.dataset import Dataset, FileMetaDataset
+
+STUDY_UID = "1.2.826.0.1.3680043.8.498.1001"
+SERIES_UID = "1.2.826.0.1.3680043.8.498.1002"
+FRAME_UID = "1.2.826.0.1.3680043.8.498.1003"
+_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _shipped(name: str) -> Path:
+    # Only files inside the installed package: pydicom.data.get_testdata_file would download
+    # the others from the network, which tests must never touch.
+    path = _TEST_FILES / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not shipped inside the installed pydicom package")
+    return path
+
+
+def _make_ct(
+    stored: np.ndarray,
+    *,
+    z: float = 0.0,
+    orientation: tuple[float, ...] | None = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    spacing: tuple[float, float] = (0.5, 0.5),
+    slope: float | None = 1.0,
+    intercept: float | None = -1024.0,
+    instance: int | None = None,
+    series_uid: str = SERIES_UID,
+    modality: str = "CT",
+    photometric: str = "MONOCHROME2",
+) -> Dataset:
+    """A minimal CT Image dataset around ``stored`` ([H, W] or [F, H, W], int16 or uint16)."""
+    stored = np.ascontiguousarray(stored)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = uid.CTImageStorage, uid.generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Test^Patient", "LID001", "19700101"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY_UID, series_uid
+    ds.FrameOfReferenceUID, ds.Modality = FRAME_UID, modality
+    ds.SeriesDescription, ds.ImageType = "Chest 1mm", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    if instance is not None:
+        ds.InstanceNumber = instance
+    if orientation is not None:
+        ds.ImageOrientationPatient = list(orientation)
+        ds.ImagePositionPatient = [-10.0, -20.0, z]
+    ds.PixelSpacing, ds.SliceThickness = list(spacing), 1.0
+    if slope is not None:
+        ds.RescaleSlope = slope
+    if intercept is not None:
+        ds.RescaleIntercept = intercept
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.Rows, ds.Columns = stored.shape[-2:]
+    if stored.ndim == 3:
+        ds.NumberOfFrames = stored.shape[0]
+    bits = stored.dtype.itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = int(stored.dtype.kind == "i")
+    ds.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
+    return ds
+
+
+def _make_enhanced(stored, slopes, intercepts):
+    """An Enhanced CT object: geometry and rescale only in functional groups; z = 30 - 10 * i."""
+    ds = _make_ct(stored, slope=None, intercept=None)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid.EnhancedCTImageStorage
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing, ds.SliceThickness
+    shared = Dataset()
+    shared.PlaneOrientationSequence = [Dataset()]
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PixelMeasuresSequence = [Dataset()]
+    shared.PixelMeasuresSequence[0].PixelSpacing = [0.8, 0.7]
+    shared.PixelMeasuresSequence[0].SliceThickness = 2.0
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for i, (slope, intercept) in enumerate(zip(slopes, intercepts, strict=True)):
+        item = Dataset()
+        item.PlanePositionSequence = [Dataset()]
+        item.PlanePositionSequence[0].ImagePositionPatient = [0, 0, 30.0 - 10 * i]  # descending
+        item.PixelValueTransformationSequence = [Dataset()]
+        item.PixelValueTransformationSequence[0].RescaleSlope = slope
+        item.PixelValueTransformationSequence[0].RescaleIntercept = intercept
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    return ds
+
+
+def _save(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def shipped():
+    """``shipped(name) -> Path`` of a test file inside the installed pydicom (skip if absent)."""
+    return _shipped
+
+
+@pytest.fixture
+def make_ct():
+    """``make_ct(stored, **attrs) -> Dataset``: a synthetic CT slice or multi-frame object."""
+    return _make_ct
+
+
+@pytest.fixture
+def make_enhanced():
+    """``make_enhanced(stored [F, H, W], slopes, intercepts) -> Dataset``: Enhanced CT."""
+    return _make_enhanced
+
+
+@pytest.fixture
+def save():
+    """``save(ds, path) -> path``: write a dataset as a DICOM file."""
+    return _save
+
+
+@pytest.fixture
+def stored_slices():
+    """Five 12x10 int16 slices of distinct stored values (HU = stored - 1024)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 3000, size=(5, 12, 10)).astype(np.int16)
+
+
+@pytest.fixture
+def series_dir(tmp_path, stored_slices):
+    """A 5-slice series whose file names are shuffled against slice position (z = 2.5 * i)."""
+    folder = tmp_path / "series"
+    for i, name in enumerate(["c.dcm", "a.dcm", "e.dcm", "b.dcm", "d.dcm"]):
+        ds = _make_ct(stored_slices[i], z=2.5 * i, instance=5 - i)  # instances reversed
+        _save(ds, folder / name)
+    return folder

@@ -1,0 +1,160 @@
+"""The ``lidplug`` command line, run through ``main([...])`` (and once as a subprocess)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from pydicom import uid
+
+from lidplug.cli import main
+from lidplug.data import DeepLesionDataset, PhantomDataset, read_png_hu, write_deeplesion
+
+CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lidplug: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def series(tmp_path):
+    """Three slices of pydicom's shipped CT_small.dcm (128x128 CT) at z = 0, 2, 4 mm."""
+    if not CT_SMALL.is_file():
+        pytest.skip("CT_small.dcm is not shipped with the installed pydicom")
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k in range(3):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.InstanceNumber = k + 1
+        ds.save_as(folder / f"{k}.dcm")
+    return folder
+
+
+@pytest.fixture
+def deeplesion(tmp_path):
+    """A DeepLesion folder of three 64x64 noise-free phantom slices with lesions."""
+    phantoms = PhantomDataset(3, size=64, normal_dose=None, lesion_free_fraction=0.0)
+    samples = []
+    for i in range(3):
+        ph = phantoms.phantom(i)
+        samples.append({"normal": ph.hu[None], "meta": {"spacing": (6.0, 6.0)},
+                        "target": {"boxes": ph.boxes, "labels": torch.ones(len(ph.hosts))}})
+    write_deeplesion(samples, tmp_path / "dl")
+    return tmp_path / "dl"
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    assert "simulate" in capsys.readouterr().out
+    assert main(["simulate", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--dose" in out and "--method" in out and "--overwrite" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        ([], "required: COMMAND"),
+        (["frobnicate"], "invalid choice"),
+        (["simulate", "IN"], "required: OUT"),
+        (["simulate", "IN", "OUT", "--dose", "1.5"], r"--dose: expected .* \(0, 1\], got '1.5'"),
+        (["simulate", "IN", "OUT", "--dose", "none"], "--dose"),
+        (["simulate", "IN", "OUT", "--seed", "-3"], "--seed: expected a non-negative integer"),
+        (["simulate", "IN", "OUT", "--method", "fast"], "--method"),
+        (["simulate", "missing-in", "OUT"], "missing-in: expected an input file or folder"),
+    ],
+)
+def test_user_errors_are_one_line(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "IN").mkdir()
+    assert main(argv) == 2
+    assert re.search(match, _error_line(capsys))
+
+
+def test_refuses_to_write_into_input_or_over_output(series, tmp_path, capsys):
+    assert main(["simulate", str(series), str(series / "low")]) == 2
+    assert "refusing to write into the input" in _error_line(capsys)
+    assert main(["simulate", str(series), str(series)]) == 2
+    _error_line(capsys)
+    assert main(["simulate", str(series / "0.dcm"), str(series), "--overwrite"]) == 2
+    assert "refusing" in _error_line(capsys)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    assert main(["simulate", str(series), str(tmp_path / "full")]) == 2
+    assert "--overwrite" in _error_line(capsys)
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def test_unreadable_single_file(tmp_path, capsys):
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"not dicom at all")
+    assert main(["simulate", str(bad), str(tmp_path / "out")]) == 2
+    assert "cannot read" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_simulate_dicom_series(series, tmp_path, capsys):
+    from lidplug.io import read_dicom
+
+    out = tmp_path / "low"
+    assert main(["simulate", str(series), str(out), "--dose", "0.1", "--seed", "3"]) == 0
+    assert "wrote 3 file(s)" in capsys.readouterr().out
+    normal, _ = read_dicom(series)
+    low, meta = read_dicom(out)
+    assert low.shape == normal.shape == (3, 128, 128)
+    assert "0.1 dose" in str(meta.datasets[0].SeriesDescription)
+    noise = (low - normal).std().item()
+    assert 1 < noise < 500
+    again = tmp_path / "again"
+    assert main(["simulate", str(series), str(again), "--dose", "0.1", "--seed", "3"]) == 0
+    assert torch.equal(read_dicom(again)[0], low)  # seeded: reruns are identical
+    # A single file, written as a one-slice series into the output folder.
+    assert main(["simulate", str(series / "0.dcm"), str(tmp_path / "one"), "--dose", "0.5"]) == 0
+    assert read_dicom(tmp_path / "one")[0].shape == (1, 128, 128)
+
+
+def test_simulate_deeplesion_folder_continues_past_bad_files(deeplesion, tmp_path, capsys):
+    bad = deeplesion / "Images_png" / "000009_01_01" / "001.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x89PNG broken")
+    out = tmp_path / "dl_low"
+    assert main(["simulate", str(deeplesion), str(out), "--seed", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 3 file(s)" in captured.out
+    assert "1 input(s) failed" in captured.err and "000009_01_01/001.png" in captured.err
+    assert (out / "DL_info.csv").read_text() == (deeplesion / "DL_info.csv").read_text()
+    # The copy holds exactly the low-dose images DeepLesionDataset simulates with that seed.
+    ds = DeepLesionDataset(deeplesion, split=None, seed=2)
+    for i in range(len(ds)):
+        written = read_png_hu(out / ds.records[i]["image"])
+        assert (written - ds[i]["low"].round()).abs().max() == 0
+        assert not torch.equal(written, ds[i]["normal"])
+
+
+def test_console_entry_point_runs_as_a_module(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lidplug.cli", "simulate", str(tmp_path / "nope"), "out"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"lidplug: error: {tmp_path / 'nope'}: expected an input file or folder, got nothing there"]
+
+
+def test_simulate_png_file(deeplesion, tmp_path):
+    png = next((deeplesion / "Images_png").rglob("*.png"))
+    assert main(["simulate", str(png), str(tmp_path / "low.png"), "--method", "full"]) == 0
+    low = read_png_hu(tmp_path / "low.png")
+    assert low.shape == read_png_hu(png).shape
+    assert not np.array_equal(low.numpy(), read_png_hu(png).numpy())
