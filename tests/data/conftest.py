@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_factory import ct_dataset, save_dataset
 from PIL import Image
 from pydicom import uid
-from pydicom.dataset import Dataset, FileMetaDataset
 
 DL_COLUMNS = (
     "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index",
@@ -18,29 +18,16 @@ DL_COLUMNS = (
     "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender", "Patient_age",
     "Train_Val_Test",
 )
+STUDY_UID = "1.2.826.0.1.3680043.8.498.7"
 
 
 def _write_ct(path: Path, hu: np.ndarray, z: float, series_uid: str, spacing: float) -> None:
     """One single-frame CT file, stored = HU + 1024 as uint16."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = uid.CTImageStorage, uid.generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientName, ds.PatientID = "Phantom^Test", "P1"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7", series_uid
-    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.ImagePositionPatient = [0.0, 0.0, z]
-    ds.PixelSpacing, ds.SliceThickness = [spacing, spacing], 1.0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = hu.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = np.clip(np.rint(hu + 1024), 0, 65535).astype("<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    stored = np.clip(np.rint(hu + 1024), 0, 65535).astype(np.uint16)
+    ds = ct_dataset(stored, z=z, origin=(0.0, 0.0), spacing=(spacing, spacing), slope=1,
+                    intercept=-1024, study_uid=STUDY_UID, series_uid=series_uid, frame_uid=None,
+                    patient=("Phantom^Test", "P1", None), description=None)
+    save_dataset(ds, path)
 
 
 def write_ct_series(folder: Path, hu: np.ndarray, *, z0: float = 0.0, dz: float = 2.0,

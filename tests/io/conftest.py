@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import ct_dataset as _make_ct
+from dicom_factory import save_dataset as _save
 from pydicom import uid
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 
-STUDY_UID = "1.2.826.0.1.3680043.8.498.1001"
-SERIES_UID = "1.2.826.0.1.3680043.8.498.1002"
-FRAME_UID = "1.2.826.0.1.3680043.8.498.1003"
 _TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
@@ -23,52 +22,6 @@ def _shipped(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{name} is not shipped inside the installed pydicom package")
     return path
-
-
-def _make_ct(
-    stored: np.ndarray,
-    *,
-    z: float = 0.0,
-    orientation: tuple[float, ...] | None = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
-    spacing: tuple[float, float] = (0.5, 0.5),
-    slope: float | None = 1.0,
-    intercept: float | None = -1024.0,
-    instance: int | None = None,
-    series_uid: str = SERIES_UID,
-    modality: str = "CT",
-    photometric: str = "MONOCHROME2",
-) -> Dataset:
-    """A minimal CT Image dataset around ``stored`` ([H, W] or [F, H, W], int16 or uint16)."""
-    stored = np.ascontiguousarray(stored)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = uid.CTImageStorage, uid.generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Test^Patient", "LID001", "19700101"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY_UID, series_uid
-    ds.FrameOfReferenceUID, ds.Modality = FRAME_UID, modality
-    ds.SeriesDescription, ds.ImageType = "Chest 1mm", ["ORIGINAL", "PRIMARY", "AXIAL"]
-    if instance is not None:
-        ds.InstanceNumber = instance
-    if orientation is not None:
-        ds.ImageOrientationPatient = list(orientation)
-        ds.ImagePositionPatient = [-10.0, -20.0, z]
-    ds.PixelSpacing, ds.SliceThickness = list(spacing), 1.0
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.Rows, ds.Columns = stored.shape[-2:]
-    if stored.ndim == 3:
-        ds.NumberOfFrames = stored.shape[0]
-    bits = stored.dtype.itemsize * 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-    ds.PixelRepresentation = int(stored.dtype.kind == "i")
-    ds.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
-    return ds
 
 
 def _make_enhanced(stored, slopes, intercepts):
@@ -94,12 +47,6 @@ def _make_enhanced(stored, slopes, intercepts):
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = per_frame
     return ds
-
-
-def _save(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture

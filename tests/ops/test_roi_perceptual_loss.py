@@ -132,8 +132,9 @@ def test_torchscript_calls_the_registered_op():
     torch.testing.assert_close(got, ops.roi_perceptual_loss(feats, refs, boxes, 7, scales))
 
 
-def test_deterministic_mode_is_bitwise_repeatable():
-    feats, refs, boxes, scales = _case(8, per_image=64)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_deterministic_mode_is_bitwise_repeatable(device):
+    feats, refs, boxes, scales = _case(8, channels=8, image=256, per_image=128, device=device)
     feats = [t.requires_grad_() for t in feats]
     rois = to_rois(boxes)
     previous = torch.are_deterministic_algorithms_enabled()
@@ -191,18 +192,5 @@ def test_cuda_matches_cpu(dtype, deterministic):
     tol = 1e-5 if dtype == torch.float32 else 3e-2
     torch.testing.assert_close(got.cpu(), expected, rtol=tol, atol=tol)
     for c, g in zip(cuda_feats, cpu_feats, strict=True):
-        torch.testing.assert_close(c.grad.float().cpu(), g.grad, rtol=tol, atol=tol * 1e-2)
-
-
-@pytest.mark.cuda
-def test_cuda_deterministic_backward_is_bitwise_repeatable():
-    feats, refs, boxes, scales = _case(10, channels=8, image=256, per_image=128, device="cuda")
-    feats = [t.requires_grad_() for t in feats]
-    torch.use_deterministic_algorithms(True)
-    try:
-        runs = [torch.autograd.grad(ops.roi_perceptual_loss(feats, refs, boxes, 7, scales), feats)
-                for _ in range(3)]
-    finally:
-        torch.use_deterministic_algorithms(False)
-    for run in runs[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(run, runs[0], strict=True))
+        scale = float(g.grad.abs().max())
+        torch.testing.assert_close(c.grad.float().cpu(), g.grad, rtol=tol, atol=tol * scale)

@@ -38,6 +38,20 @@ struct AxisTable {
   }
 };
 
+// Calls fn(y tap, x tap) for every sample point of bin (ph, pw) that falls on the map.
+template <typename acc_t, typename Fn>
+inline void for_each_sample(const RoiGeometry<acc_t>& g, const AxisTable<acc_t>& table, int ph,
+                            int pw, Fn&& fn) {
+  for (int iy = 0; iy < g.grid_h; ++iy) {
+    const auto& ty = table.y[ph * g.grid_h + iy];
+    if (!ty.inside) continue;
+    for (int ix = 0; ix < g.grid_w; ++ix) {
+      const auto& tx = table.x[pw * g.grid_w + ix];
+      if (tx.inside) fn(ty, tx);
+    }
+  }
+}
+
 // Channels handled together per sample point: independent sums give the core work to overlap
 // (one channel alone is a chain of dependent adds) and each tap is read once per block.
 constexpr int kBlock = 8;
@@ -66,18 +80,12 @@ inline void pool_block(const scalar_t* f, const scalar_t* r, int64_t hw, int W,
   for (int ph = 0; ph < pooled_h; ++ph) {
     for (int pw = 0; pw < pooled_w; ++pw) {
       acc_t sum[N] = {};
-      for (int iy = 0; iy < g.grid_h; ++iy) {
-        const auto& ty = table.y[ph * g.grid_h + iy];
-        if (!ty.inside) continue;
-        for (int ix = 0; ix < g.grid_w; ++ix) {
-          const auto& tx = table.x[pw * g.grid_w + ix];
-          if (!tx.inside) continue;
-          for (int j = 0; j < N; ++j) {
-            sum[j] += bilinear(f + j * hw, W, ty, tx);
-            if (Diff) sum[j] -= bilinear(r + j * hw, W, ty, tx);
-          }
+      for_each_sample(g, table, ph, pw, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        for (int j = 0; j < N; ++j) {
+          sum[j] += bilinear(f + j * hw, W, ty, tx);
+          if (Diff) sum[j] -= bilinear(r + j * hw, W, ty, tx);
         }
-      }
+      });
       for (int j = 0; j < N; ++j) o[(j * pooled_h + ph) * pooled_w + pw] = sum[j] / count;
     }
   }
@@ -150,25 +158,19 @@ inline void scatter_block(const acc_t* grad, acc_t count, int64_t hw, int W,
     for (int pw = 0; pw < pooled_w; ++pw) {
       acc_t gv[N];
       for (int j = 0; j < N; ++j) gv[j] = grad[j * osz + ph * pooled_w + pw] / count;
-      for (int iy = 0; iy < g.grid_h; ++iy) {
-        const auto& ty = table.y[ph * g.grid_h + iy];
-        if (!ty.inside) continue;
-        for (int ix = 0; ix < g.grid_w; ++ix) {
-          const auto& tx = table.x[pw * g.grid_w + ix];
-          if (!tx.inside) continue;
-          const acc_t w1 = ty.w_low * tx.w_low, w2 = ty.w_low * tx.w_high;
-          const acc_t w3 = ty.w_high * tx.w_low, w4 = ty.w_high * tx.w_high;
-          const int64_t i1 = int64_t(ty.low) * W + tx.low, i2 = int64_t(ty.low) * W + tx.high;
-          const int64_t i3 = int64_t(ty.high) * W + tx.low, i4 = int64_t(ty.high) * W + tx.high;
-          for (int j = 0; j < N; ++j) {
-            acc_t* d = dst + j * hw;
-            d[i1] += gv[j] * w1;
-            d[i2] += gv[j] * w2;
-            d[i3] += gv[j] * w3;
-            d[i4] += gv[j] * w4;
-          }
+      for_each_sample(g, table, ph, pw, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        const acc_t w1 = ty.w_low * tx.w_low, w2 = ty.w_low * tx.w_high;
+        const acc_t w3 = ty.w_high * tx.w_low, w4 = ty.w_high * tx.w_high;
+        const int64_t i1 = int64_t(ty.low) * W + tx.low, i2 = int64_t(ty.low) * W + tx.high;
+        const int64_t i3 = int64_t(ty.high) * W + tx.low, i4 = int64_t(ty.high) * W + tx.high;
+        for (int j = 0; j < N; ++j) {
+          acc_t* d = dst + j * hw;
+          d[i1] += gv[j] * w1;
+          d[i2] += gv[j] * w2;
+          d[i3] += gv[j] * w3;
+          d[i4] += gv[j] * w4;
         }
-      }
+      });
     }
   }
 }

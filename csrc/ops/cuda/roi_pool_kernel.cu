@@ -34,6 +34,36 @@ inline int blocks_for(int64_t n) {
   return static_cast<int>(std::min<int64_t>(std::max<int64_t>(b, 1), 1 << 20));
 }
 
+// (box, channel, bin row, bin column) of a flat index into a [K, C, PH, PW] tensor.
+struct PooledIndex {
+  int64_t k;
+  int c, ph, pw;
+};
+
+__device__ __forceinline__ PooledIndex pooled_index(int64_t idx, int C, int pooled_h,
+                                                    int pooled_w) {
+  PooledIndex p;
+  p.pw = idx % pooled_w;
+  p.ph = (idx / pooled_w) % pooled_h;
+  p.c = (idx / pooled_w / pooled_h) % C;
+  p.k = idx / pooled_w / pooled_h / C;
+  return p;
+}
+
+// Calls fn(y tap, x tap) for every sample point of bin (ph, pw) that falls on the map.
+template <typename acc_t, typename Fn>
+__device__ __forceinline__ void for_each_sample(const RoiGeometry<acc_t>& g, int ph, int pw, int H,
+                                                int W, Fn&& fn) {
+  for (int iy = 0; iy < g.grid_h; ++iy) {
+    const auto ty = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, ph, iy), H);
+    if (!ty.inside) continue;
+    for (int ix = 0; ix < g.grid_w; ++ix) {
+      const auto tx = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, pw, ix), W);
+      if (tx.inside) fn(ty, tx);
+    }
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void pool_kernel(Levels<const scalar_t> feat, Levels<const scalar_t> ref, bool diff,
                             const acc_t* __restrict__ rois, int64_t n, LevelInfo info,
@@ -42,10 +72,9 @@ __global__ void pool_kernel(Levels<const scalar_t> feat, Levels<const scalar_t> 
   const int C = info.channels;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(blockDim.x) * gridDim.x) {
-    const int pw = idx % pooled_w;
-    const int ph = (idx / pooled_w) % pooled_h;
-    const int c = (idx / pooled_w / pooled_h) % C;
-    const int64_t k = idx / pooled_w / pooled_h / C;
+    const PooledIndex p = pooled_index(idx, C, pooled_h, pooled_w);
+    const int64_t k = p.k;
+    const int c = p.c, ph = p.ph, pw = p.pw;
     const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned,
                                        info);
     const int H = info.height[g.level], W = info.width[g.level];
@@ -53,25 +82,19 @@ __global__ void pool_kernel(Levels<const scalar_t> feat, Levels<const scalar_t> 
     const scalar_t* f = feat.ptr[g.level] + plane;
     const scalar_t* r = diff ? ref.ptr[g.level] + plane : nullptr;
     acc_t sum = 0;
-    for (int iy = 0; iy < g.grid_h; ++iy) {
-      const auto ty = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, ph, iy), H);
-      if (!ty.inside) continue;
-      for (int ix = 0; ix < g.grid_w; ++ix) {
-        const auto tx = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, pw, ix), W);
-        if (!tx.inside) continue;
-        const int64_t i1 = ty.low * W + tx.low, i2 = ty.low * W + tx.high;
-        const int64_t i3 = ty.high * W + tx.low, i4 = ty.high * W + tx.high;
-        acc_t v1 = f[i1], v2 = f[i2], v3 = f[i3], v4 = f[i4];
-        if (diff) {
-          v1 -= static_cast<acc_t>(r[i1]);
-          v2 -= static_cast<acc_t>(r[i2]);
-          v3 -= static_cast<acc_t>(r[i3]);
-          v4 -= static_cast<acc_t>(r[i4]);
-        }
-        sum += ty.w_low * tx.w_low * v1 + ty.w_low * tx.w_high * v2 + ty.w_high * tx.w_low * v3 +
-               ty.w_high * tx.w_high * v4;
+    for_each_sample(g, ph, pw, H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+      const int64_t i1 = ty.low * W + tx.low, i2 = ty.low * W + tx.high;
+      const int64_t i3 = ty.high * W + tx.low, i4 = ty.high * W + tx.high;
+      acc_t v1 = f[i1], v2 = f[i2], v3 = f[i3], v4 = f[i4];
+      if (diff) {
+        v1 -= static_cast<acc_t>(r[i1]);
+        v2 -= static_cast<acc_t>(r[i2]);
+        v3 -= static_cast<acc_t>(r[i3]);
+        v4 -= static_cast<acc_t>(r[i4]);
       }
-    }
+      sum += ty.w_low * tx.w_low * v1 + ty.w_low * tx.w_high * v2 + ty.w_high * tx.w_low * v3 +
+             ty.w_high * tx.w_high * v4;
+    });
     out[idx] = sum / static_cast<acc_t>(max(g.grid_h * g.grid_w, 1));
   }
 }
@@ -84,10 +107,9 @@ __global__ void scatter_backward_kernel(const acc_t* __restrict__ grad,
   const int C = info.channels;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(blockDim.x) * gridDim.x) {
-    const int pw = idx % pooled_w;
-    const int ph = (idx / pooled_w) % pooled_h;
-    const int c = (idx / pooled_w / pooled_h) % C;
-    const int64_t k = idx / pooled_w / pooled_h / C;
+    const PooledIndex p = pooled_index(idx, C, pooled_h, pooled_w);
+    const int64_t k = p.k;
+    const int c = p.c, ph = p.ph, pw = p.pw;
     const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned,
                                        info);
     if (g.grid_h <= 0 || g.grid_w <= 0) continue;
@@ -95,18 +117,12 @@ __global__ void scatter_backward_kernel(const acc_t* __restrict__ grad,
     if (gv == acc_t(0)) continue;
     const int H = info.height[g.level], W = info.width[g.level];
     acc_t* dst = out.ptr[g.level] + (int64_t(g.batch) * C + c) * H * W;
-    for (int iy = 0; iy < g.grid_h; ++iy) {
-      const auto ty = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, ph, iy), H);
-      if (!ty.inside) continue;
-      for (int ix = 0; ix < g.grid_w; ++ix) {
-        const auto tx = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, pw, ix), W);
-        if (!tx.inside) continue;
-        gpuAtomicAdd(dst + ty.low * W + tx.low, gv * ty.w_low * tx.w_low);
-        gpuAtomicAdd(dst + ty.low * W + tx.high, gv * ty.w_low * tx.w_high);
-        gpuAtomicAdd(dst + ty.high * W + tx.low, gv * ty.w_high * tx.w_low);
-        gpuAtomicAdd(dst + ty.high * W + tx.high, gv * ty.w_high * tx.w_high);
-      }
-    }
+    for_each_sample(g, ph, pw, H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+      gpuAtomicAdd(dst + ty.low * W + tx.low, gv * ty.w_low * tx.w_low);
+      gpuAtomicAdd(dst + ty.low * W + tx.high, gv * ty.w_low * tx.w_high);
+      gpuAtomicAdd(dst + ty.high * W + tx.low, gv * ty.w_high * tx.w_low);
+      gpuAtomicAdd(dst + ty.high * W + tx.high, gv * ty.w_high * tx.w_high);
+    });
   }
 }
 
