@@ -1,5 +1,5 @@
 """Prints a pytest-benchmark JSON file as a markdown table: median per test and, within each
-group, the ratio of every entry to the group's ``fused`` entry (how many times slower it is).
+group (one comparison measured side by side), each entry's median over the group's fastest.
 
 Usage: ``python benchmarks/report.py out.json``
 """
@@ -16,19 +16,20 @@ def main(path: str) -> None:
         data = json.load(fh)
     groups = defaultdict(dict)
     for bench in data["benchmarks"]:
-        name = bench["params"].get("impl", bench["name"])
+        params = bench.get("params") or {}
+        name = params.get("impl") or bench["name"].split("[")[-1].rstrip("]")
         groups[bench["group"]][name] = bench
     machine = data.get("machine_info", {})
     print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
           f"{machine.get('cpu', {}).get('count', '?')} cores; python {machine.get('python_version')}")
     print()
-    print("| group | impl | median (ms) | x fused | memory (bytes) |")
+    print("| group | entry | median (ms) | x fastest | memory (bytes) |")
     print("|---|---|---|---|---|")
     for group, entries in groups.items():
-        fused = entries.get("fused")
+        fastest = min(b["stats"]["median"] for b in entries.values())
         for name, bench in entries.items():
             median = bench["stats"]["median"]
-            ratio = f"{median / fused['stats']['median']:.1f}" if fused else "-"
+            ratio = f"{median / fastest:.1f}"
             info = bench.get("extra_info", {})
             memory = info.get("peak_bytes", info.get("saved_for_backward_bytes", "-"))
             print(f"| {group} | {name} | {median * 1e3:.2f} | {ratio} | {memory} |")

@@ -55,8 +55,8 @@ inline void for_each_sample(const RoiGeometry<acc_t>& g, const AxisTable<acc_t>&
 // Channels handled together per sample point: independent sums give the core work to overlap
 // (one channel alone is a chain of dependent adds) and each tap is read once per block.
 constexpr int kBlock = 8;
-// Where a sample touches two arrays per channel (two pyramids, or gradient and planes), half a
-// block keeps all pointers and sums in the 16 general registers of x86-64.
+// The scatter keeps a pointer and a gradient value per channel: half a block keeps them all in
+// the 16 general registers of x86-64 (a full block spills and runs slower).
 constexpr int kHalf = kBlock / 2;
 
 template <typename scalar_t, typename acc_t>
@@ -70,24 +70,40 @@ inline acc_t bilinear(const scalar_t* plane, int W, const Tap<acc_t>& ty, const 
 }
 
 // Pools N consecutive channel planes of one box (N a compile-time constant, so the N sums live
-// in registers). With Diff, `r` is subtracted: the pooled difference of two pyramids (a
-// template flag rather than a null check, so each variant compiles to a straight loop).
-template <int N, bool Diff, typename scalar_t, typename acc_t>
-inline void pool_block(const scalar_t* f, const scalar_t* r, int64_t hw, int W,
-                       const RoiGeometry<acc_t>& g, const AxisTable<acc_t>& table, int pooled_h,
-                       int pooled_w, acc_t* o) {
+// in registers) into `o`, or with Subtract from `o`: the fused loss pools the reference pyramid
+// into the same block right after the denoised one, so both are read while the block is hot but
+// only their difference is ever stored.
+template <int N, bool Subtract, typename scalar_t, typename acc_t>
+inline void pool_block(const scalar_t* f, int64_t hw, int W, const RoiGeometry<acc_t>& g,
+                       const AxisTable<acc_t>& table, int pooled_h, int pooled_w, acc_t* o) {
   const acc_t count = static_cast<acc_t>(std::max(g.grid_h * g.grid_w, 1));
+  const int64_t osz = int64_t(pooled_h) * pooled_w;
   for (int ph = 0; ph < pooled_h; ++ph) {
     for (int pw = 0; pw < pooled_w; ++pw) {
       acc_t sum[N] = {};
       for_each_sample(g, table, ph, pw, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
-        for (int j = 0; j < N; ++j) {
-          sum[j] += bilinear(f + j * hw, W, ty, tx);
-          if (Diff) sum[j] -= bilinear(r + j * hw, W, ty, tx);
-        }
+        for (int j = 0; j < N; ++j) sum[j] += bilinear(f + j * hw, W, ty, tx);
       });
-      for (int j = 0; j < N; ++j) o[(j * pooled_h + ph) * pooled_w + pw] = sum[j] / count;
+      for (int j = 0; j < N; ++j) {
+        acc_t& dst = o[j * osz + ph * pooled_w + pw];
+        dst = Subtract ? dst - sum[j] / count : sum[j] / count;
+      }
     }
+  }
+}
+
+// pool_block over nc <= kBlock channels: the full block unrolled, a remainder one by one.
+template <bool Subtract, typename scalar_t, typename acc_t>
+inline void pool_channels(int nc, const scalar_t* f, int64_t hw, int W,
+                          const RoiGeometry<acc_t>& g, const AxisTable<acc_t>& table,
+                          int pooled_h, int pooled_w, acc_t* o) {
+  if (nc == kBlock) {
+    pool_block<kBlock, Subtract>(f, hw, W, g, table, pooled_h, pooled_w, o);
+    return;
+  }
+  const int64_t osz = int64_t(pooled_h) * pooled_w;
+  for (int j = 0; j < nc; ++j) {
+    pool_block<1, Subtract>(f + j * hw, hw, W, g, table, pooled_h, pooled_w, o + j * osz);
   }
 }
 
@@ -123,25 +139,10 @@ void pool_kernel(const std::vector<const scalar_t*>& feat, const std::vector<con
         const int H = info.height[g.level], W = info.width[g.level];
         table.build(g, k, pooled_h, pooled_w, H, W);
         const int64_t hw = int64_t(H) * W, plane = (int64_t(g.batch) * C + c0) * hw;
-        const scalar_t* f = feat[g.level] + plane;
-        const scalar_t* r = diff ? ref[g.level] + plane : nullptr;
         acc_t* o = out + (k * C + c0) * osz;
-        if (nc == kBlock && diff) {
-          pool_block<kHalf, true>(f, r, hw, W, g, table, pooled_h, pooled_w, o);
-          pool_block<kHalf, true>(f + kHalf * hw, r + kHalf * hw, hw, W, g, table, pooled_h,
-                                  pooled_w, o + kHalf * osz);
-        } else if (nc == kBlock) {
-          pool_block<kBlock, false>(f, r, hw, W, g, table, pooled_h, pooled_w, o);
-        } else {
-          for (int j = 0; j < nc; ++j) {
-            if (diff) {
-              pool_block<1, true>(f + j * hw, r + j * hw, hw, W, g, table, pooled_h, pooled_w,
-                                  o + j * osz);
-            } else {
-              pool_block<1, false>(f + j * hw, r, hw, W, g, table, pooled_h, pooled_w,
-                                   o + j * osz);
-            }
-          }
+        pool_channels<false>(nc, feat[g.level] + plane, hw, W, g, table, pooled_h, pooled_w, o);
+        if (diff) {
+          pool_channels<true>(nc, ref[g.level] + plane, hw, W, g, table, pooled_h, pooled_w, o);
         }
       }
     }
