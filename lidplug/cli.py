@@ -57,7 +57,9 @@ def _add_simulate(sub) -> None:
         description=(
             "Make a simulated low-dose copy of IN in OUT. IN may be a DICOM file, a DICOM series "
             "folder or a folder of series folders (OUT mirrors it; each series becomes a derived "
-            "series 0001.dcm, 0002.dcm, ... whose description names the dose), a DeepLesion "
+            "series 0001.dcm, 0002.dcm, ... whose description names the dose; a folder holding "
+            "several series gets one subfolder per SeriesInstanceUID; DICOMDIR files are "
+            "ignored), a DeepLesion "
             "folder (DL_info.csv + Images_png/: 16-bit PNGs in the same layout, DL_info.csv "
             "copied) or a single 16-bit PNG (OUT: a .png file or a folder). Noise of each slice "
             "is seeded from --seed and its path, so reruns give the same images. Files that "
@@ -173,11 +175,16 @@ def _simulate_png(src: Path, target: Path, key: str, args, failures, spacing=Non
         low = _low_dose(read_png_hu(src), key, args, spacing)
         write_png_hu(low, target, overwrite=args.overwrite)
     except (OSError, ValueError) as err:
-        if failures is None:  # a single input file: its failure is the command's
-            raise CLIError(f"cannot convert {src}: {err}") from None
-        failures.append((key, str(err)))
+        _fail(failures, key, f"cannot convert {src}", err)
         return False
     return True
+
+
+def _fail(failures: list[tuple[str, str]] | None, key: str, what: str, err: Exception) -> None:
+    """Record one input's failure; with no list (a single input file) it is the command's."""
+    if failures is None:
+        raise CLIError(f"{what}: {err}".replace("\n", " ")) from None
+    failures.append((key, str(err).replace("\n", " ")))
 
 
 def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
@@ -206,13 +213,47 @@ def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
 
 
 def _series_folders(root: Path) -> list[Path]:
-    """``root`` and every folder below it that directly holds files (hidden ones ignored)."""
+    """``root`` and every folder below it that directly holds image files (see :func:`_inputs`)."""
     folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
-    return [f for f in folders
-            if any(c.is_file() and not c.name.startswith(".") for c in f.iterdir())]
+    return [f for f in folders if _inputs(f)]
+
+
+def _inputs(folder: Path) -> list[Path]:
+    """Files of ``folder`` that may hold images: hidden files and DICOMDIR indexes left out."""
+    return sorted(c for c in folder.iterdir() if c.is_file() and not c.name.startswith(".")
+                  and c.name.upper() != "DICOMDIR")
+
+
+def _series_uids(folder: Path) -> list[str]:
+    """SeriesInstanceUIDs found in the files of ``folder`` (unparsable files are ignored here:
+    reading the series reports them)."""
+    import pydicom
+
+    uids = set()
+    for file in _inputs(folder):
+        try:
+            ds = pydicom.dcmread(file, specific_tags=["SeriesInstanceUID"],
+                                 stop_before_pixels=True)
+            uids.add(str(ds.get("SeriesInstanceUID") or ""))
+        except Exception:  # pydicom raises many types on non-DICOM files
+            continue
+    return sorted(uids)
 
 
 def _simulate_series(src: Path, out: Path, key: str, args, failures) -> int:
+    """Simulate a DICOM file or folder; a folder of several series gives ``out/<SeriesUID>/``."""
+    uids = _series_uids(src) if src.is_dir() else []
+    if len(uids) <= 1:
+        return _simulate_one_series(src, None, out, key, args, failures)
+    written = 0
+    for series_uid in uids:
+        written += _simulate_one_series(src, series_uid, out / series_uid,
+                                        f"{key}/{series_uid}", args, failures)
+    return written
+
+
+def _simulate_one_series(src: Path, series_uid: str | None, out: Path, key: str, args,
+                         failures) -> int:
     import torch
 
     from lidplug.io import read_dicom, write_dicom
@@ -220,25 +261,29 @@ def _simulate_series(src: Path, out: Path, key: str, args, failures) -> int:
     try:
         with warnings.catch_warnings():  # skipped files are reported in our own list instead
             warnings.simplefilter("ignore")
-            image, meta = read_dicom(src)
+            image, meta = read_dicom(src, series_uid=series_uid)
     except (OSError, ValueError) as err:
-        if failures is None:
-            raise CLIError(f"cannot read {src}: {err}") from None
-        failures.append((key, str(err).replace("\n", " ")))
+        _fail(failures, key, f"cannot read {src}", err)
         return 0
-    if failures is not None:
-        failures.extend((f"{key}/{p.name}", reason) for p, reason in meta.skipped)
     # One seed per slice (not per series): a slice's noise does not depend on its neighbours.
     spacing = None if meta.pixel_spacing is None else meta.pixel_spacing[1]
-    low = torch.cat([_low_dose(image[k : k + 1], f"{key}#{k}", args, spacing)
-                     for k in range(len(image))])
+    try:
+        low = torch.cat([_low_dose(image[k : k + 1], f"{key}#{k}", args, spacing)
+                         for k in range(len(image))])
+    except ValueError as err:  # images the simulation refuses (too small, pixels too large...)
+        _fail(failures, key, f"cannot simulate {src}", err)
+        return 0
+    if failures is not None:
+        # With several series, every read of the folder skips the same files: list them once.
+        folder_key = key if series_uid is None else key.rpartition("/")[0]
+        for p, reason in meta.skipped:
+            if (f"{folder_key}/{p.name}", reason) not in failures:
+                failures.append((f"{folder_key}/{p.name}", reason))
     description = f"lidplug simulated {args.dose:g} dose ({args.method})"
     try:
         return len(write_dicom(low, meta, out, description=description, overwrite=args.overwrite))
     except (OSError, ValueError) as err:
-        if failures is None:
-            raise CLIError(f"cannot write {out}: {err}") from None
-        failures.append((key, str(err)))
+        _fail(failures, key, f"cannot write {out}", err)
         return 0
 
 

@@ -79,8 +79,49 @@ def ct_dataset(
     return ds
 
 
+def enhanced_ct_dataset(stored, slopes, intercepts, *, z0: float = 30.0) -> Dataset:
+    """An Enhanced CT object: geometry and rescale only in functional groups; z = z0 - 10 * i.
+
+    Frames are stored in *descending* z, so a reader ordering by position reverses them.
+    """
+    ds = ct_dataset(stored, slope=None, intercept=None)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid.EnhancedCTImageStorage
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing, ds.SliceThickness
+    shared = Dataset()
+    shared.PlaneOrientationSequence = [Dataset()]
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PixelMeasuresSequence = [Dataset()]
+    shared.PixelMeasuresSequence[0].PixelSpacing = [0.8, 0.7]
+    shared.PixelMeasuresSequence[0].SliceThickness = 2.0
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for i, (slope, intercept) in enumerate(zip(slopes, intercepts, strict=True)):
+        item = Dataset()
+        item.PlanePositionSequence = [Dataset()]
+        item.PlanePositionSequence[0].ImagePositionPatient = [0, 0, z0 - 10 * i]  # descending
+        item.PixelValueTransformationSequence = [Dataset()]
+        item.PixelValueTransformationSequence[0].RescaleSlope = slope
+        item.PixelValueTransformationSequence[0].RescaleIntercept = intercept
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    return ds
+
+
 def save_dataset(ds: Dataset, path: Path) -> Path:
     """Write ``ds`` as a DICOM file at ``path`` (parent folders created); returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def corrupt_vr(path: Path, group: int, element: int) -> Path:
+    """Replace the explicit VR of element ``(group, element)`` in ``path`` by the unknown 'QQ'.
+
+    pydicom cannot write such a file; it parses it (values are decoded lazily) and raises
+    ``NotImplementedError`` only when the value is read.
+    """
+    raw = path.read_bytes()
+    tag = group.to_bytes(2, "little") + element.to_bytes(2, "little")
+    at = raw.index(tag, 132)  # past the preamble and "DICM"
+    path.write_bytes(raw[: at + 4] + b"QQ" + raw[at + 6 :])
     return path

@@ -9,7 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_factory import corrupt_vr, ct_dataset, save_dataset
 from pydicom import uid
+from pydicom.fileset import FileSet
 
 from lidplug.cli import main
 from lidplug.data import DeepLesionDataset, PhantomDataset, read_png_hu, write_deeplesion
@@ -158,3 +160,72 @@ def test_simulate_png_file(deeplesion, tmp_path):
     low = read_png_hu(tmp_path / "low.png")
     assert low.shape == read_png_hu(png).shape
     assert not np.array_equal(low.numpy(), read_png_hu(png).numpy())
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err, err
+
+
+def test_simulate_dicom_folder_continues_past_bad_files(series, tmp_path, capsys):
+    (series / "junk.dcm").write_bytes(b"not dicom at all")
+    bad = series / "zz_vr.dcm"  # parses, but a header value cannot be decoded
+    bad.write_bytes((series / "0.dcm").read_bytes())
+    corrupt_vr(bad, 0x0018, 0x0050)
+    out = tmp_path / "low"
+    assert main(["simulate", str(series), str(out)]) == 1
+    captured = capsys.readouterr()
+    _no_traceback(captured.err)
+    assert "wrote 3 file(s)" in captured.out
+    assert "2 input(s) failed" in captured.err
+    assert "./junk.dcm: " in captured.err and "./zz_vr.dcm: malformed header value" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["0001.dcm", "0002.dcm", "0003.dcm"]
+
+
+def test_simulation_refusals_are_reported_per_input(series, tmp_path, capsys):
+    root = tmp_path / "study"
+    root.mkdir()
+    series.rename(root / "good")
+    # 6x6 pixels (too small to simulate) and 7-mm pixels (the body would not fit the scanner).
+    save_dataset(ct_dataset(np.zeros((6, 6), np.int16)), root / "tiny" / "a.dcm")
+    save_dataset(ct_dataset(np.zeros((128, 128), np.int16), spacing=(7.0, 7.0)),
+                 root / "huge" / "a.dcm")
+    out = tmp_path / "low"
+    assert main(["simulate", str(root), str(out)]) == 1
+    captured = capsys.readouterr()
+    _no_traceback(captured.err)
+    assert "wrote 3 file(s)" in captured.out and "2 input(s) failed" in captured.err
+    assert "  tiny: hu: expected H, W >= 8" in captured.err
+    assert "  huge: source_isocenter_mm: expected more than" in captured.err
+    assert len(list((out / "good").iterdir())) == 3
+    assert main(["simulate", str(root / "tiny" / "a.dcm"), str(tmp_path / "one")]) == 2
+    assert "cannot simulate" in _error_line(capsys)
+
+
+def test_dicomdir_at_the_root_is_ignored(tmp_path, capsys):
+    fs = FileSet()
+    fs.add(CT_SMALL)
+    fs.write(tmp_path / "media")
+    assert main(["simulate", str(tmp_path / "media"), str(tmp_path / "low")]) == 0
+    captured = capsys.readouterr()
+    _no_traceback(captured.err)
+    assert "wrote 1 file(s)" in captured.out and "failed" not in captured.err
+    assert (tmp_path / "low" / "PT000000" / "ST000000" / "SE000000" / "0001.dcm").is_file()
+    assert not (tmp_path / "low" / "0001.dcm").exists()
+
+
+def test_folder_of_several_series_is_split(series, tmp_path, capsys):
+    from lidplug.io import read_dicom
+
+    other = uid.generate_uid()
+    for k in range(2):
+        ds = pydicom.dcmread(series / f"{k}.dcm")
+        ds.SeriesInstanceUID = other
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+        ds.save_as(series / f"other{k}.dcm")
+    first = str(pydicom.dcmread(series / "2.dcm").SeriesInstanceUID)
+    out = tmp_path / "low"
+    assert main(["simulate", str(series), str(out)]) == 0
+    assert "wrote 5 file(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted([first, other])
+    assert read_dicom(out / first)[0].shape == (3, 128, 128)
+    assert read_dicom(out / other)[0].shape == (2, 128, 128)

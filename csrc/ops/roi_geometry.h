@@ -25,14 +25,20 @@ LIDPLUG_HD bool finite(T v) {
 #endif
 }
 
-template <typename T>
-LIDPLUG_HD T ceil_of(T v) {
 #if defined(__CUDA_ARCH__)
-  return ::ceil(v);
+#define LIDPLUG_MATH(name) ::name
 #else
-  return std::ceil(v);
+#define LIDPLUG_MATH(name) std::name
 #endif
-}
+template <typename T>
+LIDPLUG_HD T ceil_of(T v) { return LIDPLUG_MATH(ceil)(v); }
+template <typename T>
+LIDPLUG_HD T floor_of(T v) { return LIDPLUG_MATH(floor)(v); }
+template <typename T>
+LIDPLUG_HD T sqrt_of(T v) { return LIDPLUG_MATH(sqrt)(v); }
+template <typename T>
+LIDPLUG_HD T log2_of(T v) { return LIDPLUG_MATH(log2)(v); }
+#undef LIDPLUG_MATH
 
 // At most this many pyramid levels are passed to one launch (FPN has 4 or 5).
 constexpr int kMaxLevels = 8;
@@ -62,16 +68,20 @@ struct RoiGeometry {
 };
 
 // Level of a box (coordinates in input-image pixels), as torchvision's LevelMapper computes it:
-// floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [k_min, k_max], minus k_min.
-// The float32 arithmetic and its order match torchvision so boundary boxes land alike.
-LIDPLUG_HD int box_level(float x1, float y1, float x2, float y2, const LevelInfo& info) {
+// floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [k_min, k_max], minus k_min. The math is
+// in the boxes' dtype, in torchvision's order, so boxes on a level boundary land alike. A box of
+// negative area (one side inverted) gets no level (-1): torchvision's NaN level matches none
+// of the levels, so such a box pools zeros there too.
+template <typename T>
+LIDPLUG_HD int box_level(T x1, T y1, T x2, T y2, const LevelInfo& info) {
   if (info.num_levels == 1) return 0;
-  const float s = sqrtf((x2 - x1) * (y2 - y1));
-  float lvl = floorf(4.0f + log2f(s / 224.0f) + 1e-6f);
-  // fmaxf/fminf also map -inf (empty box) to k_min, as torch.clamp does.
-  lvl = fminf(fmaxf(lvl, static_cast<float>(info.k_min)), static_cast<float>(info.k_max));
-  int idx = static_cast<int>(lvl) - info.k_min;
-  // Only reachable when the levels are not consecutive; the Python wrapper rejects that.
+  const T area = (x2 - x1) * (y2 - y1);
+  if (area < T(0)) return -1;
+  T lvl = floor_of(T(4) + log2_of(sqrt_of(area) / T(224)) + T(1e-6));
+  // -inf (an empty box) clamps to k_min, as torch.clamp does.
+  lvl = lvl < T(info.k_min) ? T(info.k_min) : (lvl > T(info.k_max) ? T(info.k_max) : lvl);
+  const int idx = static_cast<int>(lvl) - info.k_min;
+  // Only reachable when the levels are not consecutive, which the op's checks reject.
   return idx < 0 ? 0 : (idx >= info.num_levels ? info.num_levels - 1 : idx);
 }
 
@@ -87,9 +97,8 @@ LIDPLUG_HD RoiGeometry<T> roi_geometry(const T* roi, int pooled_h, int pooled_w,
   g.valid = finite(b) && finite(x1) && finite(y1) && finite(x2) && finite(y2) &&
             b >= 0 && b < info.batch;
   g.batch = g.valid ? static_cast<int>(b) : 0;
-  g.level = g.valid ? box_level(static_cast<float>(x1), static_cast<float>(y1),
-                                static_cast<float>(x2), static_cast<float>(y2), info)
-                    : 0;
+  const int level = g.valid ? box_level(x1, y1, x2, y2, info) : -1;
+  g.level = level < 0 ? 0 : level;
   const T scale = static_cast<T>(info.scale[g.level]);
   const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0);
   g.start_w = x1 * scale - offset;
@@ -113,7 +122,7 @@ LIDPLUG_HD RoiGeometry<T> roi_geometry(const T* roi, int pooled_h, int pooled_w,
     g.grid_h = gh > T(kMaxGrid) ? kMaxGrid : (gh > T(0) ? static_cast<int>(gh) : 0);
     g.grid_w = gw > T(kMaxGrid) ? kMaxGrid : (gw > T(0) ? static_cast<int>(gw) : 0);
   }
-  if (!g.valid) g.grid_h = g.grid_w = 0;
+  if (level < 0) g.grid_h = g.grid_w = 0;  // contributes nothing: zeros out, no gradient
   return g;
 }
 

@@ -26,6 +26,8 @@ void check_pyramid(at::TensorList levels, const char* name) {
     const at::Tensor& t = levels[i];
     TORCH_CHECK_VALUE(t.dim() == 4, name, "[", i, "]: expected a 4-D tensor [B, C, H, W], got shape ",
                 shape_str(t));
+    TORCH_CHECK_VALUE(t.size(2) > 0 && t.size(3) > 0, name, "[", i,
+                      "]: expected a non-empty map (H, W > 0), got shape ", shape_str(t));
     TORCH_CHECK_VALUE(at::isFloatingType(t.scalar_type()), name, "[", i,
                 "]: expected a floating-point tensor, got ", t.scalar_type());
     TORCH_CHECK_VALUE(t.size(0) == first.size(0) && t.size(1) == first.size(1), name, "[", i,
@@ -68,6 +70,9 @@ void check_roi_values(const at::Tensor& rois, int64_t batch) {
 }
 
 LevelInfo make_level_info(at::TensorList levels, at::ArrayRef<double> scales) {
+  // LevelInfo holds fixed-size arrays: refuse more levels before writing them.
+  TORCH_CHECK_VALUE(static_cast<int64_t>(levels.size()) <= kMaxLevels, "expected at most ",
+                    kMaxLevels, " feature levels, got ", levels.size());
   TORCH_CHECK_VALUE(scales.size() == levels.size(), "spatial_scales: expected one scale per level (",
               levels.size(), "), got ", scales.size());
   LevelInfo info{};
@@ -174,6 +179,12 @@ std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tens
                                           at::ScalarType dtype) {
   TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
               "roi_pool_backward: expected one height, width and scale per level");
+  check_rois(rois, grad);
+  for (size_t i = 0; i < heights.size(); ++i) {
+    TORCH_CHECK_VALUE(heights[i] > 0 && widths[i] > 0,
+                      "roi_pool_backward: expected non-empty levels, got level ", i, " of size ",
+                      heights[i], "x", widths[i]);
+  }
   TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
               "roi_pool_backward: expected grad of shape [K, C, PH, PW] with K=", rois.size(0),
               " and C=", channels, ", got ", shape_str(grad));

@@ -35,7 +35,9 @@ class LesionSpec:
 
     Attributes:
         diameter_mm: ``(min, max)`` mean diameter in mm, drawn log-uniformly (small lesions are
-            the common, hard case); never below 2 pixels, so every lesion covers a pixel.
+            the common, hard case); never below 2 pixels, so every lesion covers a pixel. The
+            mask's equivalent diameter (of a disc of the same area) is never below the minimum:
+            a lesion that fits nowhere at an allowed size is left out.
         contrast_hu: ``(min, max)`` contrast against the local background in HU.
         min_abs_contrast_hu: contrasts closer to 0 are redrawn (an invisible lesion is no label).
     """
@@ -121,7 +123,10 @@ def _try_place(rng, tissue, host, spacing, spec, shrink, taken):
     """One placement attempt: ``(window, soft, mask)`` or None if it does not fit."""
     h, w = tissue.shape
     d0, d1 = spec.diameter_mm
-    diameter_px = max(np.exp(rng.uniform(np.log(d0), np.log(d1))) * shrink / spacing, 2.0)
+    # Shrinking never goes below the spec's minimum: a lesion that fits at no allowed size is
+    # left out (fewer lesions) rather than drawn smaller than asked.
+    diameter_mm = max(np.exp(rng.uniform(np.log(d0), np.log(d1))) * shrink, d0)
+    diameter_px = max(diameter_mm / spacing, 2.0)
     aspect = rng.uniform(0.6, 1.0)
     # The mean diameter is the geometric mean of the two axes.
     a, b = diameter_px / 2 / np.sqrt(aspect), diameter_px / 2 * np.sqrt(aspect)
@@ -151,5 +156,10 @@ def _try_place(rng, tissue, host, spacing, spec, shrink, taken):
     soft = np.clip(0.5 - dist / edge, 0.0, 1.0).astype(np.float32)
     support = soft > 0
     if not mask.any() or (tissue[win][support] != host).any() or taken[win][support].any():
+        return None
+    # The drawn diameter is continuous; the mask is pixels. Near the minimum the mask can come
+    # out smaller (a 3-mm lesion on 1.5-mm pixels may cover 2 pixels), so its own equivalent
+    # diameter is checked and a lesion under the minimum is redrawn.
+    if 2 * np.sqrt(mask.sum() / np.pi) * spacing < d0:
         return None
     return win, soft, mask

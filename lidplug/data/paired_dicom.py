@@ -14,9 +14,11 @@ their counts must be equal. Each series is read with :func:`lidplug.io.read_dico
 normal); the two must have the same number of slices at the same positions (within 0.1 mm).
 
 Boxes (optional) come from a CSV with a header ``image,x1,y1,x2,y2`` and an optional ``label``
-column: ``image`` is the normal-dose slice file relative to ROOT with ``/`` separators (exactly
-``meta["id"]`` of the sample), boxes are ``xyxy`` pixels, ``label`` a DeepLesion coarse type used
-with ``labels="coarse"``. Several rows may name one slice; slices without a row have no lesion.
+column: ``image`` is exactly ``meta["id"]`` of the sample, i.e. the normal-dose slice file
+relative to ROOT with ``/`` separators (``L067/full_1mm/0001.IMA``), followed for a file holding
+several frames by ``#`` and the 0-based frame index in the file (``L067/full/ct.dcm#12``); boxes are
+``xyxy`` pixels, ``label`` a DeepLesion coarse type used with ``labels="coarse"``. Several rows may
+name one slice; slices without a row have no lesion.
 
 Indexing reads every series once (pixels are decoded then dropped; only paths and positions are
 kept), then each sample reads its two files.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,9 +162,15 @@ class PairedDicomDataset(LesionDataset):
             if worst > _POSITION_TOL_MM:
                 raise ValueError(f"{normal_dir} and {low_dir}: expected slices at the same "
                                  f"positions, got offsets up to {worst:.3f} mm")
+        per_file = Counter(normal.paths)
+
+        def slice_id(k: int) -> str:
+            name = normal.paths[k].relative_to(self.root).as_posix()
+            return f"{name}#{normal.frames[k]}" if per_file[normal.paths[k]] > 1 else name
+
         return [
             {
-                "id": normal.paths[k].relative_to(self.root).as_posix(),
+                "id": slice_id(k),
                 "normal": (normal.paths[k], normal.frames[k]),
                 "low": (low.paths[k], low.frames[k]),
                 "patient": patient,
@@ -182,8 +191,10 @@ class PairedDicomDataset(LesionDataset):
         images = []
         for key in ("low", "normal"):
             path, frame = entry[key]
-            image, _ = read_dicom(path)
-            images.append(image[frame : frame + 1])
+            image, meta = read_dicom(path)
+            # read_dicom orders a multi-frame file's frames by position: find this frame there.
+            k = meta.frames.index(frame)
+            images.append(image[k : k + 1])
         rows = self.boxes.get(entry["id"], [])
         labels = [self._lesion_label(label) for _, label in rows]
         meta = {

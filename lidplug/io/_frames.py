@@ -60,21 +60,29 @@ def read_frames(path: Path, *, allow_non_ct: bool = False) -> list[Frame]:
 
     Raises:
         OSError: Not DICOM, truncated, corrupt, or no decoder for its transfer syntax.
-        ValueError: No image, not CT, not grey-scale, or a CT without rescale tags.
+        ValueError: No image, not CT, not grey-scale, a CT without rescale tags, or a header
+            value that cannot be decoded (whatever pydicom raised for it).
     """
     ds = _parse(path)
-    _check_image(ds, path, allow_non_ct)
-    pixels = _decode(ds, path)  # [F, H, W]
-    for keyword in _PIXEL_KEYWORDS:  # the header is kept in the metadata: drop the bulk
-        if keyword in ds:
-            delattr(ds, keyword)
     try:
+        # pydicom converts header values lazily, so a corrupt element (unknown VR, malformed
+        # number...) raises wherever it is first read, with any exception type. Convert every
+        # top-level value now, so that such a file fails here, named, and never later while a
+        # series is ordered or written.
+        for _ in ds:
+            pass
+        _check_image(ds, path, allow_non_ct)
+        pixels = _decode(ds, path)  # [F, H, W]
+        for keyword in _PIXEL_KEYWORDS:  # the header is kept in the metadata: drop the bulk
+            if keyword in ds:
+                delattr(ds, keyword)
         return _frames(ds, pixels, path)
-    except (TypeError, ValueError) as err:
-        if str(err).startswith(str(path)):
+    except (OSError, ValueError) as err:
+        if str(err).startswith(f"{path}: "):
             raise
-        # pydicom converts header values lazily: a malformed number surfaces only here.
         raise ValueError(f"{path}: malformed header value: {err}") from err
+    except Exception as err:  # e.g. NotImplementedError for an unknown VR
+        raise ValueError(f"{path}: malformed header value: {type(err).__name__}: {err}") from err
 
 
 def _frames(ds: Dataset, pixels: np.ndarray, path: Path) -> list[Frame]:

@@ -37,7 +37,7 @@ def read_dicom(
 
     Args:
         path: A DICOM file (single- or multi-frame) or a folder holding one series (files
-            directly inside it; hidden files are ignored).
+            directly inside it; hidden files and DICOMDIR are ignored).
         allow_non_ct: Read modalities other than CT (their values are then not HU).
         series_uid: SeriesInstanceUID to read from a folder that holds several series.
 
@@ -86,7 +86,9 @@ def read_dicom(
 
 
 def _read_folder(folder: Path, allow_non_ct: bool) -> tuple[list[Frame], list[tuple[Path, str]]]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # A DICOMDIR is a media index, never a slice: leaving it out keeps it off meta.skipped.
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.upper() != "DICOMDIR")
     if not files:
         raise FileNotFoundError(f"{folder}: expected DICOM files in the folder, got none")
     frames: list[Frame] = []

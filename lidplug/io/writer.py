@@ -55,11 +55,17 @@ _COPIED = (
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
           "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "SeriesNumber",
           "Manufacturer", "PositionReferenceIndicator", "KVP", "AcquisitionNumber")
+# LossyImageCompressionMethod of each syntax that can hold lossy data.
 _LOSSY_METHODS = {
     uid.JPEGBaseline8Bit: "ISO_10918_1", uid.JPEGExtended12Bit: "ISO_10918_1",
     uid.JPEG2000: "ISO_15444_1", uid.JPEGLSNearLossless: "ISO_14495_1",
     uid.HTJ2K: "ISO_15444_15",
 }
+# Syntaxes whose data are lossy by definition. JPEG 2000 (.91) and HTJ2K (.203) also carry
+# reversible (lossless) codestreams, so for them only the source's LossyImageCompression tells.
+_LOSSY_SYNTAXES = (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLSNearLossless)
+_LO_MAX = 64  # characters of a LO value (SeriesDescription)
+_AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _UINT16_MAX = 65535
 _AIR_INTERCEPT = -1024.0  # conventional CT intercept: uint16 0 is just below air
 
@@ -76,7 +82,10 @@ def write_dicom(
 
     Patient and study identity are kept; the series gets a new SeriesInstanceUID and each
     slice a new SOPInstanceUID, ImageType ``DERIVED\\SECONDARY``, a DerivationDescription and
-    a SourceImageSequence entry pointing at its source slice (and frame). Pixels are stored as
+    a SourceImageSequence entry pointing at its source slice (and frame). ImagePositionPatient
+    and ImageOrientationPatient (type 1) are always written: a slice whose source lacked them
+    gets computed ones (axial; positions stepped along the slice normal from the first known
+    one). Pixels are stored as
     uint16, uncompressed Explicit VR Little Endian, MONOCHROME2, with one rescale for the whole
     series: slope 1 and intercept ``min(-1024, floor(min HU))``, so values round-trip within
     0.5 HU. Only a range wider than 65535 HU needs a slope above 1 (error up to slope / 2).
@@ -87,18 +96,22 @@ def write_dicom(
         image: HU values ``[N, H, W]`` or ``[N, 1, H, W]``, in the slice order of ``meta``.
         meta: The metadata returned by :func:`lidplug.io.read_dicom` for the source.
         out: Output folder (created if missing); files are named ``0001.dcm``, ``0002.dcm``...
-        description: Appended to SeriesDescription and used as DerivationDescription.
+        description: Appended to SeriesDescription (the source's part is cut to keep it
+            within 64 characters) and used as DerivationDescription.
         overwrite: Replace existing files in ``out``. Source files are never replaced.
 
     Returns:
         The written paths, one per slice.
 
     Raises:
-        ValueError: Shape not matching ``meta``, non-finite values, a non-CT source, or a
-            source slice without SOPInstanceUID.
+        ValueError: Shape not matching ``meta``, non-finite values, a ``description`` longer
+            than 64 characters, a non-CT source, or a source slice without SOPInstanceUID.
         FileExistsError: A target exists (and ``overwrite`` is false) or is a source file.
     """
     hu = _as_hu(image, meta)
+    if len(description) > _LO_MAX:
+        raise ValueError(f"description: expected at most {_LO_MAX} characters (it ends the "
+                         f"SeriesDescription), got {len(description)}")
     if meta.modality != "CT":
         raise ValueError(f"expected a CT source (write_dicom writes CT Image Storage), "
                          f"got Modality {meta.modality!r}")
@@ -110,9 +123,13 @@ def write_dicom(
     stored = np.clip(np.rint((hu - intercept) / slope), 0, _UINT16_MAX).astype("<u2")
     series_uid = uid.generate_uid()
     now = datetime.now()
+    orientation = meta.orientation or _AXIAL
+    positions = _positions(meta, orientation)
     out.mkdir(parents=True, exist_ok=True)
     for i, target in enumerate(targets):
         ds = _derived_header(meta, i, series_uid, description, now)
+        ds.ImageOrientationPatient = [DSfloat(v, auto_format=True) for v in orientation]
+        ds.ImagePositionPatient = [DSfloat(v, auto_format=True) for v in positions[i]]
         ds.RescaleSlope, ds.RescaleIntercept = DSfloat(slope, auto_format=True), intercept
         _set_pixels(ds, stored[i])
         _write_atomic(ds, target)
@@ -180,7 +197,9 @@ def _derived_header(meta: DicomMeta, i: int, series_uid: str, description: str,
     # Value 3 (AXIAL / LOCALIZER) is required for CT Image and still true of the derived image.
     flavour = [v for v in list(src.get("ImageType") or [])[2:3] if v in ("AXIAL", "LOCALIZER")]
     ds.ImageType = ["DERIVED", "SECONDARY", *flavour]
-    ds.SeriesDescription = f"{src.get('SeriesDescription') or ''} {description}".strip()[:64]
+    # Cut the source's description, never the marker, to fit the 64 characters of LO.
+    source = str(src.get("SeriesDescription") or "")[: _LO_MAX - len(description) - 1].rstrip()
+    ds.SeriesDescription = f"{source} {description}".strip()
     ds.DerivationDescription = description
     ref = Dataset()
     ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
@@ -188,22 +207,39 @@ def _derived_header(meta: DicomMeta, i: int, series_uid: str, description: str,
         ref.ReferencedFrameNumber = frame + 1
     ds.SourceImageSequence = [ref]
     ts = src.file_meta.get("TransferSyntaxUID") if hasattr(src, "file_meta") else None
-    if ts in _LOSSY_METHODS and src.get("LossyImageCompression") != "00":
+    marked = src.get("LossyImageCompression")
+    if marked == "01" or (ts in _LOSSY_SYNTAXES and marked != "00"):
         ds.LossyImageCompression = "01"
-        if "LossyImageCompressionMethod" not in ds:
+        if "LossyImageCompressionMethod" not in ds and ts in _LOSSY_METHODS:
             ds.LossyImageCompressionMethod = _LOSSY_METHODS[ts]
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
     ds.SeriesDate = ds.ContentDate = ds.InstanceCreationDate = date
     ds.SeriesTime = ds.ContentTime = ds.InstanceCreationTime = time
     if meta.pixel_spacing is not None:
         ds.PixelSpacing = [DSfloat(v, auto_format=True) for v in meta.pixel_spacing]
-    if meta.orientation is not None:
-        ds.ImageOrientationPatient = [DSfloat(v, auto_format=True) for v in meta.orientation]
-    if meta.positions[i] is not None:
-        ds.ImagePositionPatient = [DSfloat(v, auto_format=True) for v in meta.positions[i]]
     if meta.slice_thickness is not None:
         ds.SliceThickness = DSfloat(meta.slice_thickness, auto_format=True)
     return ds
+
+
+def _positions(meta: DicomMeta, orientation: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """ImagePositionPatient of every slice: the source's, else computed.
+
+    Position and orientation are type 1 in CT Image Storage, so a slice whose source had no
+    position (a legacy multi-frame file, a slice without geometry) gets one: the first known
+    position moved by ``(i - j) * spacing`` along the slice normal (``j`` its slice), or the
+    origin when none is known. ``spacing`` is the measured slice spacing, else the thickness,
+    else 1 mm. The slices keep their order; the absolute place is then only nominal.
+    """
+    known = next((j for j, p in enumerate(meta.positions) if p is not None), None)
+    if known is not None and all(p is not None for p in meta.positions):
+        return list(meta.positions)
+    spacing = meta.slice_spacing or meta.slice_thickness or 1.0
+    normal = np.cross(orientation[:3], orientation[3:])
+    origin = np.zeros(3) if known is None else np.asarray(meta.positions[known])
+    start = 0 if known is None else known
+    return [p if p is not None else tuple((origin + (i - start) * spacing * normal).tolist())
+            for i, p in enumerate(meta.positions)]
 
 
 def _set_pixels(ds: Dataset, stored: np.ndarray) -> None:

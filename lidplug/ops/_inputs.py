@@ -102,6 +102,10 @@ def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois:
                 raise ValueError(
                     f"{name}[{i}]: expected a 4-D tensor [B, C, H, W], got shape {list(t.shape)}"
                 )
+            if t.shape[2] == 0 or t.shape[3] == 0:
+                raise ValueError(
+                    f"{name}[{i}]: expected a non-empty map (H, W > 0), got shape {list(t.shape)}"
+                )
             if not t.is_floating_point():
                 raise ValueError(f"{name}[{i}]: expected a floating-point tensor, got {t.dtype}")
             if t.shape[:2] != first.shape[:2]:
@@ -126,6 +130,13 @@ def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois:
                     f"ref_features[{i}]: expected shape {list(f.shape)}, dtype {f.dtype} on "
                     f"{f.device} like features[{i}], got {list(r.shape)}, {r.dtype} on {r.device}"
                 )
+    if len(levels) > 8:
+        raise ValueError(f"expected at most 8 feature levels, got {len(levels)}")
+    for i, s in enumerate(spatial_scales):
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(
+                f"spatial_scales: expected positive finite scales, got {s} at level {i}"
+            )
     if len(spatial_scales) != len(levels):
         raise ValueError(
             f"spatial_scales: expected one scale per level ({len(levels)}), "
@@ -144,6 +155,8 @@ def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois:
             "boxes: expected a [K, 5] tensor of (batch_index, x1, y1, x2, y2), got shape "
             f"{list(rois.shape)}"
         )
+    if not rois.is_floating_point():
+        raise ValueError(f"boxes: expected a floating-point tensor, got {rois.dtype}")
     if rois.device != levels[0].device:
         raise ValueError(
             f"boxes: expected device {levels[0].device} like the features, got {rois.device}"

@@ -25,17 +25,19 @@ def box_levels(rois: Tensor, spatial_scales: list[float]) -> Tensor:
         spatial_scales: one scale per level, finest first.
 
     Returns:
-        Tensor[K] int64 level indices.
+        Tensor[K] int64 level indices; -1 for a box of negative area (pooled as zeros).
     """
     if len(spatial_scales) == 1:
         return torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
     k_min = round(-math.log2(spatial_scales[0]))
     k_max = round(-math.log2(spatial_scales[-1]))
-    boxes = rois[:, 1:].float()
-    s = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-    # Same float32 ops in the same order as torchvision's LevelMapper (canonical 224 at level 4).
-    lvl = torch.floor(4 + torch.log2(s / 224) + torch.tensor(1e-6, dtype=s.dtype))
-    return torch.clamp(lvl, min=k_min, max=k_max).to(torch.int64) - k_min
+    boxes = rois[:, 1:]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    # Same ops, dtype and order as torchvision's LevelMapper (canonical 224 at level 4).
+    lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + torch.tensor(1e-6, dtype=area.dtype))
+    level = torch.clamp(lvl, min=k_min, max=k_max).nan_to_num(k_min).to(torch.int64) - k_min
+    # Negative area: torchvision's NaN level matches no level, so the box pools zeros (-1 here).
+    return torch.where(area < 0, torch.full_like(level, -1), level)
 
 
 def _axis_taps(v: Tensor, size: int):
@@ -132,15 +134,15 @@ def roi_pool_reference(levels: list[Tensor], rois: Tensor, output_size: tuple[in
     out = levels[0].new_zeros((num_rois, channels, ph, pw), dtype=acc)
     rois = rois.to(acc)
     level_of = box_levels(rois, spatial_scales)
-    scales = torch.tensor(spatial_scales, dtype=acc, device=rois.device)[level_of]
+    scales = torch.tensor(spatial_scales, dtype=acc, device=rois.device)[level_of.clamp(min=0)]
     grid_h, grid_w = _grid_sizes(rois, scales, ph, pw, sampling_ratio, aligned)
     keys = torch.stack([level_of, grid_h, grid_w], dim=1)
     pieces, where = [], []
     for key in torch.unique(keys, dim=0).tolist():
         lvl, gh, gw = key
         idx = torch.nonzero((keys == torch.tensor(key, device=keys.device)).all(1)).flatten()
-        if gh <= 0 or gw <= 0:
-            continue  # an inverted aligned box has no samples: its output stays zero
+        if lvl < 0 or gh <= 0 or gw <= 0:
+            continue  # no level, or an inverted aligned box with no samples: output stays zero
         pieces.append(_pool_group(levels[lvl], rois[idx], spatial_scales[lvl], ph, pw, gh, gw, aligned))
         where.append(idx)
     if pieces:

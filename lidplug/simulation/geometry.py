@@ -38,6 +38,15 @@ import torch
 from lidplug.simulation._inputs import positive_float, positive_int
 from lidplug.simulation.projector import default_detector_bins
 
+__all__ = [
+    "DEFAULT_VIEWS",
+    "GEOMETRIES",
+    "SOURCE_DETECTOR_MM",
+    "SOURCE_ISOCENTER_MM",
+    "Acquisition",
+    "acquisition",
+]
+
 GEOMETRIES = ("fan", "parallel")
 DEFAULT_VIEWS = {"fan": 1152, "parallel": 720}
 SOURCE_ISOCENTER_MM = 595.0

@@ -49,6 +49,15 @@ from lidplug.simulation._inputs import batched, per_image, positive_float
 from lidplug.simulation.geometry import SOURCE_DETECTOR_MM, SOURCE_ISOCENTER_MM, acquisition
 from lidplug.simulation.projector import FILTERS, get_projector
 
+__all__ = [
+    "DEFAULT_I0",
+    "DEFAULT_PIXEL_SPACING_MM",
+    "DEFAULT_SIGMA_E",
+    "METHODS",
+    "MU_WATER_PER_CM",
+    "simulate_low_dose",
+]
+
 MU_WATER_PER_CM = 0.193
 DEFAULT_I0 = 1.2e7
 DEFAULT_SIGMA_E = 5.0

@@ -38,6 +38,8 @@ import torch
 
 from lidplug.simulation._nufft import NufftPlan, next_smooth
 
+__all__ = ["FILTERS", "ParallelProjector", "default_detector_bins", "get_projector"]
+
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 # Empty bins between the detector's ends and the periodic copies of the view in the Fourier
 # series: they keep the Gibbs ripple of a filtered view's edge off the evaluated bins.

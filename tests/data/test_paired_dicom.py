@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from dicom_factory import enhanced_ct_dataset, save_dataset
 
 from lidplug.data import PairedDicomDataset, collate
 
@@ -75,3 +76,19 @@ def test_layout_errors(tmp_path, ct_series):
     ct_series(tmp_path / "P" / "study" / "Low Dose Images", np.zeros((1, H, W)))
     ds = PairedDicomDataset(tmp_path, normal_pattern="*full dose*", low_pattern="*low dose*")
     assert len(ds) == 1
+
+
+def test_multi_frame_files_give_the_frame_at_each_position(tmp_path):
+    # Frames are stored in descending z, so sorted slice k is frame 2 - k of the file.
+    stored = np.stack([np.full((H, W), 1024 + 10 * f, np.int16) for f in range(3)])
+    ones, air = [1.0] * 3, [-1024.0] * 3
+    save_dataset(enhanced_ct_dataset(stored, ones, air), tmp_path / "P" / "full" / "ct.dcm")
+    save_dataset(enhanced_ct_dataset(stored + 50, ones, air), tmp_path / "P" / "quarter" / "ct.dcm")
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("image,x1,y1,x2,y2\nP/full/ct.dcm#0,1,2,5,6\n")
+    ds = PairedDicomDataset(tmp_path, boxes_csv=csv)
+    assert [(ds[k]["normal"].mean().item(), ds[k]["low"].mean().item()) for k in range(3)] == [
+        (20, 70), (10, 60), (0, 50)]
+    assert [ds[k]["meta"]["id"] for k in range(3)] == [
+        "P/full/ct.dcm#2", "P/full/ct.dcm#1", "P/full/ct.dcm#0"]
+    assert [len(ds[k]["target"]["boxes"]) for k in range(3)] == [0, 0, 1]

@@ -173,3 +173,17 @@ def test_dataloader_workers_give_the_same_batches():
         b = batches[i // 2]
         assert torch.equal(b["low"][i % 2], ds[i]["low"])
         assert torch.equal(b["target"][i % 2]["boxes"], ds[i]["target"]["boxes"])
+
+
+@pytest.mark.parametrize(("spec", "count"), [(LesionSpec(), 60), (LesionSpec((20, 30)), 20)])
+def test_lesion_equivalent_diameters_stay_in_the_spec(spec, count):
+    # Big lesions do not fit everywhere: late attempts shrink them, never below the minimum.
+    # Equivalent diameter: of the disc with the mask's area (1.5-mm pixels at size 256).
+    d0, d1 = spec.diameter_mm
+    diameters = []
+    for seed in range(count):
+        ph = generate_phantom(seed, size=256, num_lesions=3, lesions=spec)
+        areas = torch.bincount(ph.lesions.flatten().long(), minlength=len(ph.hosts) + 1)[1:]
+        diameters += (2 * torch.sqrt(areas / torch.pi) * ph.spacing).tolist()
+    assert len(diameters) >= 2 * count  # skipping is rare, not the rule
+    assert d0 <= min(diameters) and max(diameters) <= d1

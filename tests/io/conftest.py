@@ -8,9 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_factory import ct_dataset as _make_ct
+from dicom_factory import enhanced_ct_dataset as _make_enhanced
 from dicom_factory import save_dataset as _save
-from pydicom import uid
-from pydicom.dataset import Dataset
 
 _TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -22,31 +21,6 @@ def _shipped(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{name} is not shipped inside the installed pydicom package")
     return path
-
-
-def _make_enhanced(stored, slopes, intercepts):
-    """An Enhanced CT object: geometry and rescale only in functional groups; z = 30 - 10 * i."""
-    ds = _make_ct(stored, slope=None, intercept=None)
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid.EnhancedCTImageStorage
-    del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing, ds.SliceThickness
-    shared = Dataset()
-    shared.PlaneOrientationSequence = [Dataset()]
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    shared.PixelMeasuresSequence = [Dataset()]
-    shared.PixelMeasuresSequence[0].PixelSpacing = [0.8, 0.7]
-    shared.PixelMeasuresSequence[0].SliceThickness = 2.0
-    ds.SharedFunctionalGroupsSequence = [shared]
-    per_frame = []
-    for i, (slope, intercept) in enumerate(zip(slopes, intercepts, strict=True)):
-        item = Dataset()
-        item.PlanePositionSequence = [Dataset()]
-        item.PlanePositionSequence[0].ImagePositionPatient = [0, 0, 30.0 - 10 * i]  # descending
-        item.PixelValueTransformationSequence = [Dataset()]
-        item.PixelValueTransformationSequence[0].RescaleSlope = slope
-        item.PixelValueTransformationSequence[0].RescaleIntercept = intercept
-        per_frame.append(item)
-    ds.PerFrameFunctionalGroupsSequence = per_frame
-    return ds
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import corrupt_vr
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragmented_frames
@@ -165,3 +166,16 @@ def test_malformed_header_number(tmp_path, make_ct, save, stored_slices):
         warnings.simplefilter("ignore")  # pydicom's own warning about the invalid DS
         with pytest.raises(ValueError, match=r"num\.dcm: malformed header value: .*'ab;c'"):
             read_dicom(path)
+
+
+def test_unknown_vr_is_a_named_value_error(tmp_path, series_dir, make_ct, save, stored_slices):
+    # pydicom raises NotImplementedError for an unknown VR, and only when the value is read.
+    path = corrupt_vr(save(make_ct(stored_slices[0]), tmp_path / "vr.dcm"), 0x0018, 0x0050)
+    with pytest.raises(ValueError, match=r"vr\.dcm: malformed header value: .*'QQ'.*0018,0050"):
+        read_dicom(path)
+    (series_dir / "vr.dcm").write_bytes(path.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image, meta = read_dicom(series_dir)
+    assert len(image) == 5
+    assert [(p.name, "'QQ'" in reason) for p, reason in meta.skipped] == [("vr.dcm", True)]

@@ -161,3 +161,49 @@ def test_bad_arguments(ct_small, shipped, tmp_path):
     with pytest.raises(ValueError, match=r"expected a CT source .*got Modality 'MR'"):
         write_dicom(mr_image, mr_meta, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_long_source_description_keeps_the_marker(ct_small, tmp_path):
+    image, meta = ct_small
+    meta.datasets[0].SeriesDescription = "Thorax 1mm " * 5 + "axial"  # 60 characters
+    ds = pydicom.dcmread(write_dicom(image, meta, tmp_path / "a", description="lidplug x")[0])
+    assert ds.SeriesDescription.endswith(" lidplug x") and len(ds.SeriesDescription) <= 64
+    assert ds.SeriesDescription.startswith("Thorax 1mm Thorax")
+    with pytest.raises(ValueError, match=r"description: expected at most 64 .*, got 65"):
+        write_dicom(image, meta, tmp_path / "b", description="d" * 65)
+
+
+def test_missing_geometry_is_computed(tmp_path, make_ct, save, stored_slices):
+    # A legacy multi-frame file: its top-level position describes frame 0 only, so the
+    # frames have none; a slice without any geometry gets an axial orientation too.
+    save(make_ct(stored_slices[:3], instance=1), tmp_path / "mf" / "mf.dcm")
+    save(make_ct(stored_slices[0], orientation=None), tmp_path / "bare" / "bare.dcm")
+    for name, expected_z in (("mf", [0.0, 1.0, 2.0]), ("bare", [0.0])):
+        image, meta = read_dicom(tmp_path / name)
+        assert all(p is None for p in meta.positions)
+        paths = write_dicom(image, meta, tmp_path / f"{name}_out")
+        written = [pydicom.dcmread(p) for p in paths]
+        assert [list(map(float, ds.ImagePositionPatient)) for ds in written] == [
+            [0.0, 0.0, z] for z in expected_z]  # stepped by the 1-mm slice thickness
+        assert all(list(map(float, ds.ImageOrientationPatient)) == [1, 0, 0, 0, 1, 0]
+                   for ds in written)
+        again, _ = read_dicom(tmp_path / f"{name}_out")
+        torch.testing.assert_close(again, image, rtol=0, atol=0.5)
+
+
+@pytest.mark.parametrize("syntax", [uid.JPEG2000Lossless, uid.JPEG2000])
+def test_reversible_jpeg2000_source_is_not_marked_lossy(shipped, tmp_path, syntax):
+    ds = pydicom.dcmread(shipped("CT_small.dcm"))
+    ds.compress(uid.JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    # A reversible codestream is valid under both syntaxes; .91 allows lossy ones as well,
+    # so only the source's LossyImageCompression (absent here) could say it was lossy.
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(tmp_path / "j2k.dcm")
+    image, meta = read_dicom(tmp_path / "j2k.dcm")
+    written = pydicom.dcmread(write_dicom(image, meta, tmp_path / "out")[0])
+    assert "LossyImageCompression" not in written
+    meta.datasets[0].LossyImageCompression = "01"
+    written = pydicom.dcmread(write_dicom(image, meta, tmp_path / "out2")[0])
+    assert written.LossyImageCompression == "01"
+    method = "ISO_15444_1" if syntax == uid.JPEG2000 else None  # none for a lossless syntax
+    assert written.get("LossyImageCompressionMethod") == method

@@ -23,7 +23,8 @@ def pyramid(batch, channels, image, num_levels, *, dtype=torch.float32, device="
 def random_boxes(batch, per_image, image, *, dtype=torch.float32, device="cpu", generator=None,
                  min_size=2.0, max_size=None):
     """A list of Tensor[L, 4] per image: sizes from ``min_size`` to ``max_size`` (default: the
-    image), some partly outside the image, a few inverted or degenerate ones included."""
+    image, log-uniform so every FPN level is hit), some partly outside the image, every 8th one
+    inverted along x."""
     max_size = max_size or float(image)
     out = []
     for _ in range(batch):
@@ -31,6 +32,9 @@ def random_boxes(batch, per_image, image, *, dtype=torch.float32, device="cpu", 
         size = min_size * (max_size / min_size) ** u[:, 2:]  # log-uniform: every FPN level is hit
         start = u[:, :2] * (image + 0.2 * image) - 0.2 * image - 0.3 * size
         boxes = torch.cat([start, start + size], dim=1)
+        # Every 8th box has x1 > x2 (negative area): torchvision pools it as zeros on an FPN,
+        # as a 1-px box (aligned=False) or as zeros (aligned=True) on one level.
+        boxes[::8, [0, 2]] = boxes[::8, [2, 0]]
         out.append(boxes.to(dtype=dtype, device=device))
     return out
 

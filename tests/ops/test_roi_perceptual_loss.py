@@ -101,6 +101,13 @@ def test_opcheck():
     torch.library.opcheck(forward, (feats, refs, rois, scales, 7, 7, 2, False, "mean"))
     torch.library.opcheck(forward, (feats, refs, rois, scales, 5, 5, 0, True, "none"))
     torch.library.opcheck(torch.ops.lidplug.roi_pool.default, (feats, rois, scales, 7, 7, 2, True))
+    heights, widths = [f.shape[2] for f in feats], [f.shape[3] for f in feats]
+    grad = torch.randn(rois.shape[0], 2, 7, 7)
+    torch.library.opcheck(torch.ops.lidplug.roi_pool_backward.default,
+                          (grad, rois, scales, 2, 2, heights, widths, 2, False, False, torch.float32))
+    torch.library.opcheck(torch.ops.lidplug.roi_perceptual_loss_backward.default,
+                          (torch.tensor(1.0), grad, rois, scales, 2, 2, heights, widths, 2, False,
+                           "mean", False, True, torch.float32))
 
 
 def test_torch_compile_fullgraph_has_no_graph_break():
@@ -177,8 +184,8 @@ def test_fallback_warns_once_and_still_computes():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_matches_cpu(dtype, deterministic):
     feats, refs, boxes, scales = _case(9, channels=8, image=256, per_image=32)
-    expected = torchvision_roi_perceptual_loss(feats, refs, boxes, (7, 7), scales)
     cpu_feats = [t.requires_grad_() for t in feats]
+    expected = torchvision_roi_perceptual_loss(cpu_feats, refs, boxes, (7, 7), scales)
     expected.backward()
     cuda_feats = [t.detach().to("cuda", dtype).requires_grad_() for t in feats]
     cuda_refs = [t.to("cuda", dtype) for t in refs]

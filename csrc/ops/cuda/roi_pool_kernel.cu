@@ -158,6 +158,14 @@ __device__ bool axis_weights(acc_t start, acc_t bin, int grid, int pooled, int s
 }
 
 template <typename acc_t>
+__device__ __forceinline__ bool may_touch(acc_t start, acc_t bin, int grid, int pooled, int p) {
+  const acc_t first = sample_coord(start, bin, grid, 0, 0);
+  const acc_t last = sample_coord(start, bin, grid, pooled - 1, grid - 1);
+  const acc_t lo = first <= acc_t(0) ? acc_t(0) : floor(first);
+  return acc_t(p) >= lo && acc_t(p) <= last + acc_t(1);
+}
+
+template <typename acc_t>
 __global__ void gather_backward_kernel(const acc_t* __restrict__ grad,
                                        const acc_t* __restrict__ rois,
                                        const int64_t* __restrict__ order,
@@ -183,6 +191,12 @@ __global__ void gather_backward_kernel(const acc_t* __restrict__ grad,
       const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio,
                                          aligned, info);
       if (g.grid_h <= 0 || g.grid_w <= 0) continue;
+      // Cheap reject before the weights: the rows (columns) a box's samples can touch lie in
+      // [floor(max(first sample, 0)), last sample + 1].
+      if (!may_touch(g.start_h, g.bin_h, g.grid_h, pooled_h, y) ||
+          !may_touch(g.start_w, g.bin_w, g.grid_w, pooled_w, x)) {
+        continue;
+      }
       if (!axis_weights(g.start_h, g.bin_h, g.grid_h, pooled_h, H, y, wy)) continue;
       if (!axis_weights(g.start_w, g.bin_w, g.grid_w, pooled_w, W, x, wx)) continue;
       const acc_t inv_count = acc_t(1) / static_cast<acc_t>(g.grid_h * g.grid_w);
