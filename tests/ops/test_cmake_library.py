@@ -21,11 +21,15 @@ def test_cmake_library_registers_the_ops_for_libtorch_users():
         "rois = torch.tensor([[0., 1., 1., 9., 9.]])\n"
         "print(torch.ops.lidplug.roi_pool(f, rois, [0.5], 3, 3, 2, False).shape)\n"
         "print(float(torch.ops.lidplug.roi_perceptual_loss(f, f, rois, [0.5])))\n"
+        "print('CUDA: registered' in torch._C._dispatch_dump('lidplug::roi_pool'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, os.environ["LIDPLUG_CMAKE_LIBRARY"]],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["torch.Size([1, 2, 3, 3])", "0.0"]
+    lines = out.stdout.split("\n")
+    assert lines[:2] == ["torch.Size([1, 2, 3, 3])", "0.0"]
+    if os.environ.get("LIDPLUG_EXPECT_CUDA_KERNELS") == "1":
+        assert lines[2] == "True", "expected the CMake library built with its CUDA kernels"
 
 
 @pytest.mark.skipif(os.environ.get("LIDPLUG_EXPECT_CUDA_KERNELS") != "1",
