@@ -42,20 +42,23 @@ def _fake_loss_backward(grad, diff, rois, spatial_scales, batch_size, channels, 
             for _ in range(n) for h, w in zip(heights, widths, strict=True)]
 
 
+def _pyramid_shape(features):
+    """(batch, channels, heights, widths): what a backward op needs to size the level grads."""
+    f = features[0]
+    return f.shape[0], f.shape[1], [t.shape[2] for t in features], [t.shape[3] for t in features]
+
+
 def _setup_pool(ctx, inputs, output):
     features, rois, scales, _, _, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
-    ctx.meta = (scales, features[0].shape[0], features[0].shape[1],
-                [f.shape[2] for f in features], [f.shape[3] for f in features],
-                sampling_ratio, aligned, features[0].dtype)
+    ctx.meta = (scales, *_pyramid_shape(features), sampling_ratio, aligned)
+    ctx.dtype = features[0].dtype
 
 
 def _backward_pool(ctx, grad):
     (rois,) = ctx.saved_tensors
-    scales, batch, channels, heights, widths, sampling_ratio, aligned, dtype = ctx.meta
     grads = torch.ops.lidplug.roi_pool_backward(
-        grad, rois, scales, batch, channels, heights, widths, sampling_ratio, aligned,
-        torch.are_deterministic_algorithms_enabled(), dtype)
+        grad, rois, *ctx.meta, torch.are_deterministic_algorithms_enabled(), ctx.dtype)
     return grads, None, None, None, None, None, None
 
 
@@ -65,15 +68,13 @@ def _setup_loss(ctx, inputs, output):
     # Only the small pooled difference is kept: neither pyramid is needed for the backward.
     ctx.save_for_backward(rois, diff)
     ctx.mark_non_differentiable(diff)
-    ctx.meta = (scales, features[0].shape[0], features[0].shape[1],
-                [f.shape[2] for f in features], [f.shape[3] for f in features],
-                sampling_ratio, aligned, reduction, features[0].dtype)
+    ctx.meta = (scales, *_pyramid_shape(features), sampling_ratio, aligned, reduction)
+    ctx.dtype = features[0].dtype
     ctx.num_levels = len(features)
 
 
 def _backward_loss(ctx, grad, _grad_diff):
     rois, diff = ctx.saved_tensors
-    scales, batch, channels, heights, widths, sampling_ratio, aligned, reduction, dtype = ctx.meta
     # For a Tensor[] input autograd reports one flag per tensor.
     need_features, need_ref = (any(f) if isinstance(f, (list, tuple)) else bool(f)
                                for f in ctx.needs_input_grad[:2])
@@ -82,8 +83,8 @@ def _backward_loss(ctx, grad, _grad_diff):
     if not (need_features or need_ref):
         return none, none, None, None, None, None, None, None, None
     grads = torch.ops.lidplug.roi_perceptual_loss_backward(
-        grad, diff, rois, scales, batch, channels, heights, widths, sampling_ratio, aligned,
-        reduction, torch.are_deterministic_algorithms_enabled(), need_ref, dtype)
+        grad, diff, rois, *ctx.meta, torch.are_deterministic_algorithms_enabled(), need_ref,
+        ctx.dtype)
     grad_features = grads[:n] if need_features else none
     grad_ref = grads[n:] if need_ref else none
     return grad_features, grad_ref, None, None, None, None, None, None, None
