@@ -34,20 +34,30 @@ inline int blocks_for(int64_t n) {
   return static_cast<int>(std::min<int64_t>(std::max<int64_t>(b, 1), 1 << 20));
 }
 
-// (box, channel, bin row, bin column) of a flat index into a [K, C, PH, PW] tensor.
-struct PooledIndex {
-  int64_t k;
-  int c, ph, pw;
+// One element (k, c, ph, pw) of a [K, C, PH, PW] pooled tensor, by flat index, with its box's
+// geometry, level size and the offset of its (image, channel) plane.
+template <typename acc_t>
+struct PooledElement {
+  int64_t k, plane;
+  int c, ph, pw, H, W;
+  RoiGeometry<acc_t> g;
 };
 
-__device__ __forceinline__ PooledIndex pooled_index(int64_t idx, int C, int pooled_h,
-                                                    int pooled_w) {
-  PooledIndex p;
-  p.pw = idx % pooled_w;
-  p.ph = (idx / pooled_w) % pooled_h;
-  p.c = (idx / pooled_w / pooled_h) % C;
-  p.k = idx / pooled_w / pooled_h / C;
-  return p;
+template <typename acc_t>
+__device__ __forceinline__ PooledElement<acc_t> pooled_element(int64_t idx, const acc_t* rois,
+                                                               const LevelInfo& info,
+                                                               int pooled_h, int pooled_w,
+                                                               int sampling_ratio, bool aligned) {
+  PooledElement<acc_t> e;
+  e.pw = idx % pooled_w;
+  e.ph = (idx / pooled_w) % pooled_h;
+  e.c = (idx / pooled_w / pooled_h) % info.channels;
+  e.k = idx / pooled_w / pooled_h / info.channels;
+  e.g = roi_geometry<acc_t>(rois + e.k * 5, pooled_h, pooled_w, sampling_ratio, aligned, info);
+  e.H = info.height[e.g.level];
+  e.W = info.width[e.g.level];
+  e.plane = (int64_t(e.g.batch) * info.channels + e.c) * e.H * e.W;
+  return e;
 }
 
 // Calls fn(y tap, x tap) for every sample point of bin (ph, pw) that falls on the map.
@@ -69,20 +79,15 @@ __global__ void pool_kernel(Levels<const scalar_t> feat, Levels<const scalar_t> 
                             const acc_t* __restrict__ rois, int64_t n, LevelInfo info,
                             int pooled_h, int pooled_w, int sampling_ratio, bool aligned,
                             acc_t* __restrict__ out) {
-  const int C = info.channels;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(blockDim.x) * gridDim.x) {
-    const PooledIndex p = pooled_index(idx, C, pooled_h, pooled_w);
-    const int64_t k = p.k;
-    const int c = p.c, ph = p.ph, pw = p.pw;
-    const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned,
-                                       info);
-    const int H = info.height[g.level], W = info.width[g.level];
-    const int64_t plane = (int64_t(g.batch) * C + c) * H * W;
-    const scalar_t* f = feat.ptr[g.level] + plane;
-    const scalar_t* r = diff ? ref.ptr[g.level] + plane : nullptr;
+    const auto e = pooled_element(idx, rois, info, pooled_h, pooled_w, sampling_ratio, aligned);
+    const auto& g = e.g;
+    const int W = e.W;
+    const scalar_t* f = feat.ptr[g.level] + e.plane;
+    const scalar_t* r = diff ? ref.ptr[g.level] + e.plane : nullptr;
     acc_t sum = 0;
-    for_each_sample(g, ph, pw, H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+    for_each_sample(g, e.ph, e.pw, e.H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
       const int64_t i1 = ty.low * W + tx.low, i2 = ty.low * W + tx.high;
       const int64_t i3 = ty.high * W + tx.low, i4 = ty.high * W + tx.high;
       acc_t v1 = f[i1], v2 = f[i2], v3 = f[i3], v4 = f[i4];
@@ -104,20 +109,16 @@ __global__ void scatter_backward_kernel(const acc_t* __restrict__ grad,
                                         const acc_t* __restrict__ rois, int64_t n, LevelInfo info,
                                         int pooled_h, int pooled_w, int sampling_ratio,
                                         bool aligned, Levels<acc_t> out) {
-  const int C = info.channels;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(blockDim.x) * gridDim.x) {
-    const PooledIndex p = pooled_index(idx, C, pooled_h, pooled_w);
-    const int64_t k = p.k;
-    const int c = p.c, ph = p.ph, pw = p.pw;
-    const auto g = roi_geometry<acc_t>(rois + k * 5, pooled_h, pooled_w, sampling_ratio, aligned,
-                                       info);
+    const auto e = pooled_element(idx, rois, info, pooled_h, pooled_w, sampling_ratio, aligned);
+    const auto& g = e.g;
     if (g.grid_h <= 0 || g.grid_w <= 0) continue;
     const acc_t gv = grad[idx] / static_cast<acc_t>(g.grid_h * g.grid_w);
     if (gv == acc_t(0)) continue;
-    const int H = info.height[g.level], W = info.width[g.level];
-    acc_t* dst = out.ptr[g.level] + (int64_t(g.batch) * C + c) * H * W;
-    for_each_sample(g, ph, pw, H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+    const int W = e.W;
+    acc_t* dst = out.ptr[g.level] + e.plane;
+    for_each_sample(g, e.ph, e.pw, e.H, W, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
       gpuAtomicAdd(dst + ty.low * W + tx.low, gv * ty.w_low * tx.w_low);
       gpuAtomicAdd(dst + ty.low * W + tx.high, gv * ty.w_low * tx.w_high);
       gpuAtomicAdd(dst + ty.high * W + tx.low, gv * ty.w_high * tx.w_low);
