@@ -69,22 +69,24 @@ void check_roi_values(const at::Tensor& rois, int64_t batch) {
               "), got ", v[0]);
 }
 
-LevelInfo make_level_info(at::TensorList levels, at::ArrayRef<double> scales) {
+LevelInfo make_level_info(int64_t batch, int64_t channels, at::IntArrayRef heights,
+                          at::IntArrayRef widths, at::ArrayRef<double> scales) {
   // LevelInfo holds fixed-size arrays: refuse more levels before writing them.
-  TORCH_CHECK_VALUE(static_cast<int64_t>(levels.size()) <= kMaxLevels, "expected at most ",
-                    kMaxLevels, " feature levels, got ", levels.size());
-  TORCH_CHECK_VALUE(scales.size() == levels.size(), "spatial_scales: expected one scale per level (",
-              levels.size(), "), got ", scales.size());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(heights.size()) <= kMaxLevels, "expected at most ",
+                    kMaxLevels, " feature levels, got ", heights.size());
+  TORCH_CHECK_VALUE(scales.size() == heights.size(),
+                    "spatial_scales: expected one scale per level (", heights.size(), "), got ",
+                    scales.size());
   LevelInfo info{};
-  info.num_levels = static_cast<int>(levels.size());
-  info.batch = static_cast<int>(levels[0].size(0));
-  info.channels = static_cast<int>(levels[0].size(1));
+  info.num_levels = static_cast<int>(heights.size());
+  info.batch = static_cast<int>(batch);
+  info.channels = static_cast<int>(channels);
   for (int i = 0; i < info.num_levels; ++i) {
     TORCH_CHECK_VALUE(scales[i] > 0 && std::isfinite(scales[i]),
                 "spatial_scales: expected positive finite scales, got ", scales[i], " at level ",
                 i);
-    info.height[i] = static_cast<int>(levels[i].size(2));
-    info.width[i] = static_cast<int>(levels[i].size(3));
+    info.height[i] = static_cast<int>(heights[i]);
+    info.width[i] = static_cast<int>(widths[i]);
     info.scale[i] = static_cast<float>(scales[i]);
   }
   info.k_min = static_cast<int>(std::lround(-std::log2(scales[0])));
@@ -100,6 +102,24 @@ LevelInfo make_level_info(at::TensorList levels, at::ArrayRef<double> scales) {
                   ", ...), got ", scales[i], " at level ", i);
     }
   }
+  return info;
+}
+
+// Checks shared by the forward ops once the pyramid itself is checked: the pooled size, the
+// boxes (shape and values) and the scales, which make the launch's LevelInfo.
+LevelInfo checked_level_info(at::TensorList features, const at::Tensor& rois,
+                             at::ArrayRef<double> scales, int64_t ph, int64_t pw) {
+  TORCH_CHECK_VALUE(ph > 0 && pw > 0, "output_size: expected positive sizes, got (", ph, ", ",
+                    pw, ")");
+  check_rois(rois, features[0]);
+  std::vector<int64_t> heights, widths;
+  for (const auto& t : features) {
+    heights.push_back(t.size(2));
+    widths.push_back(t.size(3));
+  }
+  const LevelInfo info =
+      make_level_info(features[0].size(0), features[0].size(1), heights, widths, scales);
+  check_roi_values(rois, info.batch);
   return info;
 }
 
@@ -143,11 +163,7 @@ at::Tensor pooled_difference(const Backend& backend, at::TensorList features,
                 "]: expected device ", features[i].device(), " like features, got ",
                 ref_features[i].device());
   }
-  TORCH_CHECK_VALUE(ph > 0 && pw > 0, "output_size: expected positive sizes, got (", ph, ", ", pw,
-              ")");
-  check_rois(rois, features[0]);
-  *info_out = make_level_info(features, scales);
-  check_roi_values(rois, info_out->batch);
+  *info_out = checked_level_info(features, rois, scales, ph, pw);
   const auto acc = acc_dtype(features[0].scalar_type());
   return backend.pool(contiguous(features), contiguous(ref_features), rois_for(rois, acc),
                       *info_out, ph, pw, sr, aligned);
@@ -159,11 +175,8 @@ at::Tensor roi_pool(const Backend& backend, at::TensorList features, const at::T
                     at::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
                     int64_t sampling_ratio, bool aligned) {
   check_pyramid(features, "features");
-  check_rois(rois, features[0]);
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, "output_size: expected positive sizes, got (",
-              pooled_h, ", ", pooled_w, ")");
-  const LevelInfo info = make_level_info(features, spatial_scales);
-  check_roi_values(rois, info.batch);
+  const LevelInfo info =
+      checked_level_info(features, rois, spatial_scales, pooled_h, pooled_w);
   const auto dtype = features[0].scalar_type();
   const at::Tensor out = backend.pool(contiguous(features), {}, rois_for(rois, acc_dtype(dtype)),
                                       info, pooled_h, pooled_w, sampling_ratio, aligned);
@@ -188,13 +201,7 @@ std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tens
   TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
               "roi_pool_backward: expected grad of shape [K, C, PH, PW] with K=", rois.size(0),
               " and C=", channels, ", got ", shape_str(grad));
-  // Empty level tensors of the right shape; only their sizes are read by make_level_info.
-  std::vector<at::Tensor> shapes;
-  for (size_t i = 0; i < heights.size(); ++i) {
-    shapes.push_back(at::empty({batch, channels, heights[i], widths[i]},
-                               grad.options().dtype(dtype).device(at::kMeta)));
-  }
-  const LevelInfo info = make_level_info(shapes, spatial_scales);
+  const LevelInfo info = make_level_info(batch, channels, heights, widths, spatial_scales);
   const auto acc = acc_dtype(dtype);
   auto grads = backend.pool_backward(grad.to(acc).contiguous(), rois_for(rois, acc), info,
                                      sampling_ratio, aligned, deterministic);
