@@ -1,0 +1,342 @@
+"""``wrap(denoiser, detector)``: any denoiser trained with lesion-detector feedback (LIDnet).
+
+The wrapped model is an ``nn.Module`` holding the user's two modules unchanged
+(``model.denoiser is denoiser``, ``model.detector is detector``):
+
+* training mode, ``model(low, clean, targets)``: the LIDnet objective for the denoiser, a dict with
+  ``loss`` (backpropagate this), ``output`` (the denoised batch) and the terms ``pixel``,
+  ``detection``, ``roi_perceptual`` (float32 scalars), plus ``detector_losses`` (the detector's
+  own terms). One detector pass with grad: the ROI perceptual loss pools the features the
+  detection loss was computed from; the normal-dose features come from a second pass without grad.
+* eval mode, ``model(low)``: exactly ``denoiser(low)``.
+
+Which model learns. After ``wrap`` the detector is frozen: its parameters have
+``requires_grad=False`` and its normalisation layers stay in eval mode while the wrapper is in
+training mode (it still runs in training mode to return losses), yet gradients flow *through* it
+into the denoiser. So a plain loop with an optimiser over ``model.denoiser.parameters()`` trains
+the denoiser phase of LIDnet. :meth:`LesionAwareDenoiser.set_trainable` changes that;
+:class:`lidplug.training.CollaborativeTrainer` runs the whole alternating schedule.
+
+Units. ``low``/``clean`` are ``Tensor[B, 1, H, W]`` in the denoiser's normalised window
+(``window``, by default :class:`lidplug.data.HUWindow`); ``input_adapter`` maps them to the
+detector's input (by default :class:`lidplug.detectors.DetectorInput`: one CT display window per
+channel the detector expects). Boxes are ``xyxy`` pixels of ``low`` (x along columns).
+
+Defaults (``WrapConfig``). The paper publishes no weights, layers or schedule, so every default is
+ours: ``det_weight=0.01`` and ``roi_weight=0.1``, chosen so that on the built-in phantoms with a
+fresh detector each feedback term's gradient on the denoiser output is of the order of the pixel
+term's rather than swamping it (see ``benchmarks/RESULTS.md``); ground-truth boxes, 7x7 pooling
+with 2 samples per bin, the levels the detector's own box head pools (all levels but the extra
+``pool`` map for one-stage detectors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from lidplug.data.boxes import make_target
+from lidplug.data.transforms import HUWindow
+from lidplug.detectors import DetectorAdapter, DetectorInput, adapter_for
+from lidplug.losses import PIXEL_LOSSES, ROI_SOURCES, pixel_loss, roi_boxes, roi_feedback
+
+__all__ = ["LesionAwareDenoiser", "WrapConfig", "wrap"]
+
+
+@dataclasses.dataclass
+class WrapConfig:
+    """Options of the LIDnet objective (all defaults are ours; see the module docstring).
+
+    Attributes:
+        pixel_loss: ``"mse"`` or ``"l1"`` between the denoised and the normal-dose image.
+        det_weight: weight of the detector's loss on the denoised image (0 disables it).
+        roi_weight: weight of the ROI perceptual loss (0 disables it and the reference pass).
+        roi_source: boxes the ROI loss pools: ``"gt"`` lesion boxes, the detector's
+            ``"proposals"`` (two-stage detectors) or ``"both"``.
+        roi_levels: names of the detector feature levels to pool from; None = the adapter's
+            default (the levels the detector's box head uses).
+        roi_output_size: pooled size per box side.
+        roi_sampling_ratio: RoIAlign samples per bin and axis.
+        num_proposals: proposals per image for ``roi_source`` ``"proposals"``/``"both"``.
+        clip_boxes: clip boxes reaching outside the image (with a warning) instead of raising.
+    """
+
+    pixel_loss: str = "mse"
+    det_weight: float = 0.01
+    roi_weight: float = 0.1
+    roi_source: str = "gt"
+    roi_levels: tuple[str, ...] | None = None
+    roi_output_size: int = 7
+    roi_sampling_ratio: int = 2
+    num_proposals: int = 16
+    clip_boxes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss: expected one of {PIXEL_LOSSES}, got {self.pixel_loss!r}")
+        if self.roi_source not in ROI_SOURCES:
+            raise ValueError(f"roi_source: expected one of {ROI_SOURCES}, got {self.roi_source!r}")
+        for name in ("det_weight", "roi_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        for name in ("roi_output_size", "num_proposals"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{name}: expected an int > 0, got {value!r}")
+        if not (isinstance(self.roi_sampling_ratio, int) and self.roi_sampling_ratio >= 0):
+            raise ValueError(f"roi_sampling_ratio: expected an int >= 0, got "
+                             f"{self.roi_sampling_ratio!r}")
+        if self.roi_levels is not None:
+            if isinstance(self.roi_levels, str) or not all(
+                    isinstance(n, str) for n in self.roi_levels) or not self.roi_levels:
+                raise ValueError(f"roi_levels: expected a non-empty sequence of level names, got "
+                                 f"{self.roi_levels!r}")
+            self.roi_levels = tuple(self.roi_levels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy (for checkpoints and export metadata)."""
+        out = dataclasses.asdict(self)
+        out["roi_levels"] = list(self.roi_levels) if self.roi_levels is not None else None
+        return out
+
+
+def _set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def _eval_norm_layers(module: nn.Module) -> None:
+    # Norm layers with running statistics (BatchNorm, InstanceNorm with tracking) keep them.
+    for m in module.modules():
+        if isinstance(m, _NormBase):
+            m.eval()
+
+
+class LesionAwareDenoiser(nn.Module):
+    """A denoiser trained with lesion-detector feedback; build it with :func:`wrap`.
+
+    Attributes:
+        denoiser: the user's denoiser, ``Tensor[B, 1, H, W] -> Tensor[B, 1, H, W]``.
+        detector: the user's detector.
+        input_adapter: maps denoiser units to the detector's input channels.
+        adapter: the :class:`~lidplug.detectors.DetectorAdapter` for the detector.
+        window: the denoiser's normalisation window (for export and metrics), or None.
+        config: the :class:`WrapConfig`.
+    """
+
+    def __init__(self, denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter,
+                 input_adapter: nn.Module, window: HUWindow | None, config: WrapConfig) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.detector = detector
+        self.input_adapter = input_adapter
+        self.adapter = adapter
+        self.window = window
+        self.config = config
+        self._trainable = {"denoiser": True, "detector": False}
+        self.set_trainable(denoiser=True, detector=False)
+
+    # ---- which model learns ---------------------------------------------------------------
+
+    @property
+    def trainable(self) -> dict[str, bool]:
+        """Which of ``denoiser`` / ``detector`` currently learn."""
+        return dict(self._trainable)
+
+    def set_trainable(self, *, denoiser: bool, detector: bool) -> LesionAwareDenoiser:
+        """Choose which model learns; a frozen one gets no gradient and keeps its statistics.
+
+        A frozen denoiser runs in eval mode; a frozen detector runs in training mode (so it
+        returns losses) with its norm layers in eval mode. Gradients still flow through both.
+        """
+        self._trainable = {"denoiser": bool(denoiser), "detector": bool(detector)}
+        _set_requires_grad(self.denoiser, bool(denoiser))
+        _set_requires_grad(self.detector, bool(detector))
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> LesionAwareDenoiser:
+        super().train(mode)
+        if mode and not self._trainable["denoiser"]:
+            self.denoiser.eval()
+        if mode and not self._trainable["detector"]:
+            _eval_norm_layers(self.detector)
+        return self
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def _check_images(self, name: str, x: Tensor, like: Tensor | None = None) -> None:
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 1:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected Tensor[B, 1, H, W], got {got}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+        if like is not None and x.shape != like.shape:
+            raise ValueError(f"{name}: expected the shape of low {tuple(like.shape)}, got "
+                             f"{tuple(x.shape)}")
+
+    def check_targets(self, targets: Sequence[Mapping[str, Tensor]], images: Tensor
+                      ) -> list[dict[str, Tensor]]:
+        """Validate torchvision-style targets for ``images`` and move them to its device.
+
+        Boxes must be ``xyxy`` inside the image with ``x1 < x2``, ``y1 < y2`` (``clip_boxes``
+        clips instead, with a warning), labels ``>= 1``, one target per image; an image may have
+        no boxes. Other keys (e.g. ``masks``) pass through.
+        """
+        batch, (height, width) = images.shape[0], images.shape[-2:]
+        if not isinstance(targets, Sequence) or isinstance(targets, str | Mapping):
+            raise TypeError(f"targets: expected a list of dicts (one per image), got "
+                            f"{type(targets).__name__}")
+        if len(targets) != batch:
+            raise ValueError(f"targets: expected {batch} (one per image of the batch), got "
+                             f"{len(targets)}")
+        out = []
+        for i, t in enumerate(targets):
+            if not isinstance(t, Mapping) or "boxes" not in t or "labels" not in t:
+                raise ValueError(f"targets[{i}]: expected a dict with 'boxes' and 'labels', got "
+                                 f"{sorted(t) if isinstance(t, Mapping) else type(t).__name__}")
+            checked = make_target(torch.as_tensor(t["boxes"]).detach().cpu(),
+                                  torch.as_tensor(t["labels"]).cpu(), (height, width),
+                                  clip=self.config.clip_boxes, name=f"targets[{i}]")
+            extra = {k: v for k, v in t.items() if k not in ("boxes", "labels")}
+            out.append({**extra, **{k: v.to(images.device) for k, v in checked.items()}})
+        return out
+
+    # ---- forward ---------------------------------------------------------------------------
+
+    def forward(self, low: Tensor, clean: Tensor | None = None,
+                targets: Sequence[Mapping[str, Tensor]] | None = None):
+        """Eval mode: ``denoiser(low)``. Training mode: :meth:`denoiser_objective`."""
+        if not self.training:
+            return self.denoiser(low)
+        if clean is None or targets is None:
+            raise ValueError("in training mode expected model(low, clean, targets) (normal-dose "
+                             "images and lesion targets); call model.eval() to denoise only")
+        return self.denoiser_objective(low, clean, targets)
+
+    def denoiser_objective(self, low: Tensor, clean: Tensor,
+                           targets: Sequence[Mapping[str, Tensor]], *,
+                           denoiser: nn.Module | None = None,
+                           detector: nn.Module | None = None) -> dict[str, Any]:
+        """The LIDnet objective of the denoiser on one batch.
+
+        Args:
+            low: Tensor[B, 1, H, W] low-dose images (denoiser units).
+            clean: Tensor[B, 1, H, W] their normal-dose counterparts.
+            targets: per image ``dict(boxes=Tensor[L, 4] xyxy, labels=Tensor[L])``.
+            denoiser, detector: modules to call instead of ``self.denoiser`` / ``self.detector``
+                (the trainer passes their DDP wrappers); same parameters.
+
+        Returns:
+            dict with ``loss``, ``output`` (Tensor[B, 1, H, W]), ``pixel``, ``detection``,
+            ``roi_perceptual`` and ``detector_losses`` (dict of the detector's terms).
+        """
+        cfg = self.config
+        self._check_images("low", low)
+        self._check_images("clean", clean, like=low)
+        targets = self.check_targets(targets, low)
+        output = (denoiser or self.denoiser)(low)
+        if not isinstance(output, Tensor) or output.shape != low.shape:
+            got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise ValueError(f"denoiser: expected an output of the input's shape "
+                             f"{tuple(low.shape)}, got {got}")
+        pixel = pixel_loss(output, clean, cfg.pixel_loss)
+        zero = pixel.new_zeros(())
+        result = {"output": output, "pixel": pixel, "detection": zero, "roi_perceptual": zero,
+                  "detector_losses": {}}
+        if cfg.det_weight == 0 and cfg.roi_weight == 0:
+            result["loss"] = pixel
+            return result
+        reference = self.input_adapter(clean) if cfg.roi_weight > 0 else None
+        det_pass = self.adapter.train_pass(detector or self.detector, self.input_adapter(output),
+                                           targets, reference=reference)
+        detection = sum(v.float() for v in det_pass.losses.values())
+        result["detection"] = detection
+        result["detector_losses"] = dict(det_pass.losses)
+        if cfg.roi_weight > 0:
+            levels = cfg.roi_levels or self.adapter.default_roi_levels(self.detector,
+                                                                       det_pass.features)
+            boxes = roi_boxes(det_pass, cfg.roi_source, cfg.num_proposals)
+            result["roi_perceptual"] = roi_feedback(det_pass, levels, boxes,
+                                                    cfg.roi_output_size, cfg.roi_sampling_ratio)
+        result["loss"] = (pixel + cfg.det_weight * detection
+                          + cfg.roi_weight * result["roi_perceptual"])
+        return result
+
+    def detector_objective(self, images: Tensor, targets: Sequence[Mapping[str, Tensor]], *,
+                           detector: nn.Module | None = None) -> dict[str, Any]:
+        """The detector's own loss on ``images`` (denoiser units: clean or denoised slices).
+
+        Returns:
+            dict with ``loss`` (= ``detection``, float32) and ``detector_losses``.
+        """
+        self._check_images("images", images)
+        targets = self.check_targets(targets, images)
+        det_pass = self.adapter.train_pass(detector or self.detector, self.input_adapter(images),
+                                           targets)
+        detection = sum(v.float() for v in det_pass.losses.values())
+        return {"loss": detection, "detection": detection,
+                "detector_losses": dict(det_pass.losses)}
+
+    @torch.no_grad()
+    def detect(self, images: Tensor) -> list[dict[str, Tensor]]:
+        """Detections on ``images`` (denoiser units), per image ``dict(boxes, scores, labels)``
+        in pixels of ``images``; runs the detector in eval mode and restores its mode after."""
+        self._check_images("images", images)
+        was_training = self.detector.training
+        self.detector.eval()
+        try:
+            return self.adapter.predict(self.detector, self.input_adapter(images))
+        finally:
+            self.detector.train(was_training)
+            self.train(self.training)
+
+
+def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter | None = None,
+         input_adapter: nn.Module | None = None, window: HUWindow | None = None,
+         **options: Any) -> LesionAwareDenoiser:
+    """Wrap a denoiser and a lesion detector into one LIDnet-trainable module.
+
+    Args:
+        denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W].
+        detector: a torchvision detection model (Faster/Mask R-CNN, RetinaNet, FCOS, any backbone),
+            MONAI's 2D ``RetinaNetDetector``, or any module with an ``adapter``.
+        adapter: a :class:`~lidplug.detectors.DetectorAdapter`; None = recognised from the detector.
+        input_adapter: module mapping denoiser output to detector input; None =
+            :class:`~lidplug.detectors.DetectorInput` with the default windows for the channel
+            count the detector expects.
+        window: the normalisation the denoiser's units are in; None = ``HUWindow()``.
+        **options: fields of :class:`WrapConfig` (``pixel_loss``, ``det_weight``, ``roi_weight``,
+            ``roi_source``, ``roi_levels``, ``roi_output_size``, ``roi_sampling_ratio``,
+            ``num_proposals``, ``clip_boxes``).
+
+    Returns:
+        A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring).
+    """
+    if not isinstance(denoiser, nn.Module):
+        raise TypeError(f"denoiser: expected an nn.Module, got {type(denoiser).__name__}")
+    if not isinstance(detector, nn.Module):
+        raise TypeError(f"detector: expected an nn.Module, got {type(detector).__name__}")
+    fields = {f.name for f in dataclasses.fields(WrapConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise TypeError(f"wrap: unknown option(s) {unknown}; expected some of {sorted(fields)}")
+    config = WrapConfig(**options)
+    adapter = adapter if adapter is not None else adapter_for(detector)
+    window = window if window is not None else HUWindow()
+    channels = adapter.input_channels(detector)
+    if input_adapter is None:
+        input_adapter = DetectorInput(channels=channels, units=window)
+    elif getattr(input_adapter, "channels", channels) != channels:
+        raise ValueError(f"input_adapter: the detector expects {channels} input channel(s), "
+                         f"the adapter gives {input_adapter.channels}")
+    if config.roi_source != "gt" and not adapter.has_proposals(detector):
+        raise ValueError(f"roi_source={config.roi_source!r} needs a detector with a proposal stage "
+                         f"(an RPN); {type(detector).__name__} has none: use roi_source='gt'")
+    return LesionAwareDenoiser(denoiser, detector, adapter=adapter, input_adapter=input_adapter,
+                               window=window, config=config)
