@@ -1,0 +1,64 @@
+"""Evaluation metrics: image quality on HU, lesion detection (FROC, mAP), bootstrap intervals.
+
+* Image quality (:mod:`lidplug.metrics.image`): :func:`psnr`, :func:`ssim`, :func:`rmse_hu` and
+  :func:`image_quality`, one value per image, on HU images clipped to an explicit window
+  (default the models' ``[-1024, 3072]``; the module docstring states every convention).
+* Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
+  CPM, ``criterion="iou"`` or ``"iobb"``) and :func:`mean_average_precision` (COCO mAP@0.5 via
+  torchmetrics/pycocotools). Both take torchvision-style per-image lists:
+  ``detections[i] = dict(boxes=Tensor[N, 4] xyxy, scores=Tensor[N])``,
+  ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
+* Intervals: :func:`bootstrap` (any statistic of a set of images) and :func:`bootstrap_mean`
+  (per-image values), seeded percentile bootstrap over images.
+
+Example (one method's row of a report)::
+
+    q = image_quality(denoised_hu, normal_hu)                       # dict of Tensor[B]
+    row = {k: bootstrap_mean(v, seed=0).as_dict() for k, v in q.items()}
+    matches = match_detections(detections, targets)                 # match once
+    froc_ci = bootstrap(lambda i: froc_from_matches([matches[j] for j in i]).as_dict(),
+                        len(matches), seed=0)                        # {"0.125": ..., "cpm": ...}
+    map_ci = bootstrap(lambda i: mean_average_precision([detections[j] for j in i],
+                                                        [targets[j] for j in i]),
+                       len(targets), seed=0)
+"""
+
+from lidplug.metrics.average_precision import mean_average_precision
+from lidplug.metrics.bootstrap import BootstrapInterval, bootstrap, bootstrap_mean
+from lidplug.metrics.froc import (
+    DEFAULT_FP_RATES,
+    FROCResult,
+    ImageMatches,
+    box_overlap,
+    froc,
+    froc_from_matches,
+    match_detections,
+)
+from lidplug.metrics.image import (
+    FULL_WINDOW,
+    SOFT_TISSUE_WINDOW,
+    image_quality,
+    psnr,
+    rmse_hu,
+    ssim,
+)
+
+__all__ = [
+    "DEFAULT_FP_RATES",
+    "FULL_WINDOW",
+    "SOFT_TISSUE_WINDOW",
+    "BootstrapInterval",
+    "FROCResult",
+    "ImageMatches",
+    "bootstrap",
+    "bootstrap_mean",
+    "box_overlap",
+    "froc",
+    "froc_from_matches",
+    "image_quality",
+    "match_detections",
+    "mean_average_precision",
+    "psnr",
+    "rmse_hu",
+    "ssim",
+]

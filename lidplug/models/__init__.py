@@ -1,0 +1,28 @@
+"""Reference CT denoisers in plain PyTorch, with a name registry.
+
+Every model maps ``Tensor[B, 1, H, W]`` to ``Tensor[B, 1, H, W]`` in the normalised window units
+of :class:`lidplug.data.HUWindow` (HU ``[-1024, 3072]`` -> ``[0, 1]``) and is scriptable with
+``torch.jit.script`` for deployment.
+
+* :class:`REDCNN` (``"redcnn"``): Chen et al., IEEE TMI 2017.
+* :class:`DnCNN` (``"dncnn"``): Zhang et al., IEEE TIP 2017.
+* :class:`UNet` (``"unet"``): Ronneberger et al., MICCAI 2015, with a global residual.
+
+``create_denoiser("redcnn", channels=48)`` builds one by name; ``list_denoisers()`` lists the
+names. Third-party denoisers need no adapter and no registration: any ``nn.Module`` with the
+same input/output contract can be trained with lidplug.
+"""
+
+from lidplug.models._registry import create_denoiser, list_denoisers, register_denoiser
+from lidplug.models.dncnn import DnCNN
+from lidplug.models.redcnn import REDCNN
+from lidplug.models.unet import UNet
+
+__all__ = [
+    "REDCNN",
+    "DnCNN",
+    "UNet",
+    "create_denoiser",
+    "list_denoisers",
+    "register_denoiser",
+]

@@ -1,0 +1,116 @@
+"""Seeded percentile bootstrap over images."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lidplug.metrics import (
+    BootstrapInterval,
+    bootstrap,
+    bootstrap_mean,
+    froc_from_matches,
+    match_detections,
+)
+
+
+def values(n, seed=0):
+    return np.random.default_rng(seed).normal(30.0, 2.0, size=n)
+
+
+def test_interval_contains_the_mean():
+    v = values(50)
+    ci = bootstrap_mean(v, n_resamples=500)
+    assert ci.mean == pytest.approx(v.mean())
+    assert ci.low < ci.mean < ci.high
+    assert ci.confidence == 0.95 and ci.n_resamples == 500
+    assert ci.as_dict() == {"mean": ci.mean, "low": ci.low, "high": ci.high}
+
+
+def test_reproducible_with_the_seed():
+    v = values(40)
+    assert bootstrap_mean(v, n_resamples=200, seed=3) == bootstrap_mean(v, n_resamples=200, seed=3)
+    assert bootstrap_mean(v, n_resamples=200, seed=3) != bootstrap_mean(v, n_resamples=200, seed=4)
+
+
+def test_shrinks_with_more_images():
+    small = bootstrap_mean(values(20), n_resamples=500)
+    large = bootstrap_mean(values(2000), n_resamples=500)
+    assert large.high - large.low < 0.3 * (small.high - small.low)
+
+
+def test_width_matches_the_normal_approximation():
+    v = values(400)
+    ci = bootstrap_mean(v, n_resamples=2000)
+    expected = 2 * 1.96 * v.std() / math.sqrt(v.size)
+    assert ci.high - ci.low == pytest.approx(expected, rel=0.15)
+
+
+def test_confidence_level_orders_the_intervals():
+    v = values(60)
+    narrow = bootstrap_mean(v, n_resamples=500, confidence=0.5)
+    wide = bootstrap_mean(v, n_resamples=500, confidence=0.99)
+    assert wide.low < narrow.low < narrow.high < wide.high
+
+
+def test_tensor_input_and_same_resamples_as_generic_bootstrap():
+    v = values(30)
+    generic = bootstrap(lambda idx: v[idx].mean(), v.size, n_resamples=100, seed=7)
+    assert bootstrap_mean(torch.from_numpy(v), n_resamples=100, seed=7) == generic
+    assert isinstance(generic, BootstrapInterval)
+
+
+def test_mapping_statistic_shares_resamples():
+    a, b = values(30, seed=1), values(30, seed=2)
+
+    def stat(idx):
+        return {"a": a[idx].mean(), "b": b[idx].mean(), "a-b": (a[idx] - b[idx]).mean()}
+
+    ci = bootstrap(stat, 30, n_resamples=300, seed=0)
+    assert set(ci) == {"a", "b", "a-b"}
+    assert ci["a"] == bootstrap_mean(a, n_resamples=300, seed=0)
+    assert ci["a-b"].mean == pytest.approx(a.mean() - b.mean())
+
+
+def test_froc_bootstrap_drops_resamples_without_lesions():
+    # Image 1 has no lesion: a resample of only image 1 has no sensitivity (NaN) and is dropped.
+    detections = [
+        {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([0.9])},
+        {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([0.8])},
+    ]
+    targets = [{"boxes": torch.tensor([[0.0, 0, 10, 10]])}, {"boxes": torch.zeros(0, 4)}]
+    matches = match_detections(detections, targets)
+    with pytest.warns(RuntimeWarning, match=r"dropped NaN replicates .* 200: \{.0\.125.: \d+"):
+        ci = bootstrap(lambda idx: froc_from_matches([matches[i] for i in idx]).as_dict(),
+                       2, n_resamples=200, seed=0)
+    assert ci["cpm"].mean == pytest.approx(froc_from_matches(matches).cpm)
+    assert 100 < ci["cpm"].n_resamples < 200  # about a quarter of the resamples are [1, 1]
+    assert 0.0 <= ci["0.125"].low <= ci["0.125"].high <= 1.0
+
+
+def test_statistic_with_changing_keys_is_rejected():
+    calls = iter(range(10))
+    with pytest.raises(ValueError, match="return the keys"):
+        bootstrap(lambda idx: {f"k{next(calls)}": 1.0}, 3, n_resamples=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_resamples": 0}, "n_resamples >= 1"),
+        ({"confidence": 1.0}, "0 < confidence < 1"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bootstrap_mean(values(5), **kwargs)
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="non-empty 1D"):
+        bootstrap_mean(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="n >= 1"):
+        bootstrap(lambda idx: 0.0, 0)
+    with pytest.raises(ValueError, match="scalar or a dict"):
+        bootstrap(lambda idx: torch.zeros(2), 3, n_resamples=2)

@@ -1,0 +1,123 @@
+"""PSNR / SSIM / RMSE on HU: known values, window clipping, scikit-image agreement, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from lidplug.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, image_quality, psnr, rmse_hu, ssim
+
+
+def phantom(size=64, seed=0):
+    """An ellipse of soft tissue with a low-contrast lesion in air, plus a noisy copy (HU)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size * 1.0), torch.arange(size * 1.0), indexing="ij")
+    c = size / 2
+    body = ((xx - c) / (0.4 * size)) ** 2 + ((yy - c) / (0.3 * size)) ** 2 < 1
+    lesion = (xx - c - 4) ** 2 + (yy - c) ** 2 < (size / 10) ** 2
+    clean = -1000.0 + 1040.0 * body + 30.0 * lesion
+    noisy = clean + 40.0 * torch.randn(size, size, generator=g)
+    return noisy[None, None], clean[None, None]
+
+
+def test_constant_offset_gives_known_rmse_and_psnr():
+    target = torch.full((2, 1, 16, 16), 40.0)
+    pred = target + 16.0
+    assert rmse_hu(pred, target).tolist() == [16.0, 16.0]
+    assert psnr(pred, target).tolist() == pytest.approx([20 * math.log10(4096 / 16)] * 2)
+    assert psnr(pred, target, data_range=1000.0)[0].item() == pytest.approx(
+        20 * math.log10(1000 / 16)
+    )
+    soft = psnr(pred, target, window=SOFT_TISSUE_WINDOW)[0].item()
+    assert soft == pytest.approx(20 * math.log10(400 / 16))
+
+
+def test_values_outside_the_window_are_clipped():
+    target = torch.full((1, 1, 12, 12), -1024.0)
+    pred = target.clone()
+    pred[..., :6, :] = -3024.0  # outside-field-of-view padding: invisible through the window
+    assert rmse_hu(pred, target).item() == 0.0
+    assert psnr(pred, target).item() == math.inf
+    assert ssim(pred, target).item() == pytest.approx(1.0)
+    assert rmse_hu(pred, target, window=None).item() == pytest.approx(2000 / math.sqrt(2))
+
+
+def test_identical_images():
+    noisy, _ = phantom()
+    q = image_quality(noisy, noisy)
+    assert q["psnr"].item() == math.inf
+    assert q["rmse_hu"].item() == 0.0
+    assert q["ssim"].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("window", [FULL_WINDOW, SOFT_TISSUE_WINDOW])
+@pytest.mark.parametrize("size", [11, 64])
+def test_ssim_equals_scikit_image(window, size):
+    noisy, clean = phantom(size)
+    lo, hi = window
+
+    def display(x):
+        return ((x.clamp(lo, hi) - lo) / (hi - lo))[0, 0].double().numpy()
+
+    expected = structural_similarity(
+        display(noisy), display(clean), data_range=1.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False,
+    )
+    assert ssim(noisy, clean, window=window).item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_per_image_values_and_accepted_shapes():
+    noisy, clean = phantom()
+    batch_pred = torch.cat([noisy, clean])
+    batch_target = torch.cat([clean, clean])
+    for fn in (psnr, ssim, rmse_hu):
+        values = fn(batch_pred, batch_target)
+        assert values.shape == (2,) and values.dtype == torch.float64
+        assert fn(noisy[0], clean[0]).item() == pytest.approx(values[0].item())
+        assert fn(noisy[0, 0], clean[0, 0]).item() == pytest.approx(values[0].item())
+    assert ssim(batch_pred, batch_target)[0] < 1.0 < psnr(batch_pred, batch_target)[1]
+
+
+def test_ssim_symmetric_and_monotone_in_noise():
+    _, clean = phantom()
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(clean.shape, generator=g)
+    a, b = clean + 20 * noise, clean + 80 * noise
+    assert ssim(a, clean).item() == pytest.approx(ssim(clean, a).item())
+    assert ssim(a, clean) > ssim(b, clean)
+    assert psnr(a, clean) > psnr(b, clean)
+    assert rmse_hu(a, clean) < rmse_hu(b, clean)
+
+
+def test_integer_hu_is_accepted():
+    noisy, clean = phantom()
+    np.testing.assert_allclose(
+        rmse_hu(noisy.round().short(), clean.short()).numpy(),
+        rmse_hu(noisy.round(), clean).numpy(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs", "error", "message"),
+    [
+        (psnr, (torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 9)), {}, ValueError,
+         "same shape, got"),
+        (rmse_hu, (torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)), {}, ValueError,
+         r"expected images \[B, 1, H, W\]"),
+        (rmse_hu, (torch.zeros(8, 8, dtype=torch.bool),) * 2, {}, TypeError, "real-valued"),
+        (rmse_hu, ([[0.0]], [[0.0]]), {}, TypeError, "to be a Tensor, got list"),
+        (psnr, (torch.zeros(8, 8), torch.zeros(8, 8)), {"window": (100, -100)}, ValueError,
+         "lo < hi"),
+        (psnr, (torch.zeros(8, 8), torch.zeros(8, 8)), {"data_range": 0.0}, ValueError,
+         "positive finite data_range"),
+        (ssim, (torch.zeros(8, 8), torch.zeros(8, 8)), {}, ValueError, r"H, W >= 11, got \(8, 8\)"),
+        (rmse_hu, (torch.full((4, 4), math.nan), torch.zeros(4, 4)), {}, ValueError, "finite"),
+        (ssim, (torch.zeros(12, 12), torch.zeros(12, 12)), {"window": 5}, TypeError,
+         r"expected window=\(lo, hi\)"),
+    ],
+)
+def test_bad_input(fn, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fn(*args, **kwargs)
