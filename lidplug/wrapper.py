@@ -23,11 +23,15 @@ detector's input (by default :class:`lidplug.detectors.DetectorInput`: one CT di
 channel the detector expects). Boxes are ``xyxy`` pixels of ``low`` (x along columns).
 
 Defaults (``WrapConfig``). The paper publishes no weights, layers or schedule, so every default is
-ours: ``det_weight=0.01`` and ``roi_weight=0.1``, chosen so that on the built-in phantoms with a
-fresh detector each feedback term's gradient on the denoiser output is of the order of the pixel
-term's rather than swamping it (see ``benchmarks/RESULTS.md``); ground-truth boxes, 7x7 pooling
-with 2 samples per bin, the levels the detector's own box head pools (all levels but the extra
-``pool`` map for one-stage detectors).
+ours. The weights follow from a measurement (``benchmarks/feedback_gradients.py``, table in
+``benchmarks/RESULTS.md``): on built-in phantoms in HUWindow units with a fresh Faster R-CNN, the
+gradient that each feedback term sends to the denoiser output is 4e4-6e4 (detection) and
+2e4-5e4 (ROI) times the pixel term's per unit weight, because a pixel MSE over a 4096-HU window
+is tiny. ``det_weight=1e-5`` and ``roi_weight=2e-5`` make each feedback gradient about 0.4-1x
+the pixel gradient at the start of training: the feedback steers without swamping fidelity.
+Other units, image sizes or detectors change that ratio: rerun the script on your setting. The
+rest: ground-truth boxes, 7x7 pooling with 2 samples per bin, the levels the detector's own box
+head pools (all levels but the extra ``pool`` map for one-stage detectors).
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ class WrapConfig:
     """
 
     pixel_loss: str = "mse"
-    det_weight: float = 0.01
-    roi_weight: float = 0.1
+    det_weight: float = 1e-5
+    roi_weight: float = 2e-5
     roi_source: str = "gt"
     roi_levels: tuple[str, ...] | None = None
     roi_output_size: int = 7

@@ -224,3 +224,16 @@ def test_full_size_torchvision_model_unchanged():
     assert out["roi_perceptual"] > 0 and out["detection"] > 0
     out["loss"].backward()
     assert all(p.grad is None for p in det.parameters())
+
+
+def test_monai_network_as_denoiser_needs_no_adapter():
+    nets = pytest.importorskip("monai.networks.nets")
+    torch.manual_seed(0)
+    denoiser = nets.BasicUNet(spatial_dims=2, in_channels=1, out_channels=1,
+                              features=(4, 4, 8, 8, 16, 4))
+    model = wrap(denoiser, faster_rcnn()).train()
+    low, clean, targets = batch()
+    out = model(low, clean, targets)
+    out["loss"].backward()
+    assert out["roi_perceptual"] > 0
+    assert all(p.grad is not None for p in denoiser.parameters())
