@@ -12,8 +12,8 @@ import importlib
 
 from lidplug.version import __version__
 
-_SUBMODULES = ("data", "detectors", "io", "losses", "metrics", "models", "ops", "simulation",
-               "training")
+_SUBMODULES = ("data", "deploy", "detectors", "io", "losses", "metrics", "models", "ops",
+               "simulation", "training")
 # Top-level names -> the module that defines them.
 _NAMES = {
     "wrap": "lidplug.wrapper",
@@ -21,6 +21,8 @@ _NAMES = {
     "WrapConfig": "lidplug.wrapper",
     "CollaborativeTrainer": "lidplug.training",
     "TrainConfig": "lidplug.training",
+    "export": "lidplug.deploy",
+    "load": "lidplug.deploy",
 }
 
 __all__ = ["__version__", *_SUBMODULES, *_NAMES]

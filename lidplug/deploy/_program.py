@@ -1,0 +1,56 @@
+"""Denoiser -> ``torch.export`` program (``.pt2``), the format upstream replaces TorchScript with.
+
+Batch and image size are exported as dynamic (``Dim.AUTO``): torch.export keeps a size symbolic
+where the model allows and fixes it (recording the constraint) where the model needs a fixed or
+divisible size, instead of failing the export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from os import PathLike
+
+import torch
+from torch import Tensor
+
+from lidplug.deploy._errors import ExportError, short_error
+from lidplug.deploy._module import Deployable
+
+__all__ = ["custom_ops", "export_program", "load_program", "save_program"]
+
+
+def export_program(shell: Deployable, example: Tensor) -> torch.export.ExportedProgram:
+    """Exports ``shell.forward`` for Tensor[B, C, H, W] inputs with dynamic B, H, W.
+
+    Raises:
+        ExportError: torch.export cannot capture the model (the message says which construct).
+    """
+    auto = torch.export.Dim.AUTO
+    try:
+        with torch.no_grad():
+            return torch.export.export(shell, (example,),
+                                       dynamic_shapes={"x": {0: auto, 2: auto, 3: auto}})
+    except Exception as exc:  # torch.export raises many types (UserError, Unsupported, ...)
+        raise ExportError(f"lidplug.export: torch.export cannot capture "
+                          f"{type(shell.denoiser).__name__}: {short_error(exc)}") from exc
+
+
+def save_program(program: torch.export.ExportedProgram, path: str | PathLike[str],
+                 extra_files: Mapping[str, str]) -> None:
+    torch.export.save(program, path, extra_files=dict(extra_files))
+
+
+def load_program(path: str | PathLike[str]) -> torch.nn.Module:
+    """The exported program of a ``.pt2`` archive as a callable module."""
+    return torch.export.load(path).module()
+
+
+def custom_ops(program: torch.export.ExportedProgram) -> list[str]:
+    """Ops outside torch's own namespaces that the program calls (``"ns::name"``)."""
+    found = set()
+    for node in program.graph.nodes:
+        target = node.target
+        if (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+                and target.namespace not in ("aten", "prims")):
+            found.add(target._schema.name)
+    return sorted(found)

@@ -1,0 +1,118 @@
+"""Bad input to export and load: errors that say what was expected and what came."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+from deploy_models import ScriptableDenoiser
+
+from lidplug.deploy import export, load, read_metadata
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deploy") / "d.pt"
+    export(ScriptableDenoiser(), path)
+    return path
+
+
+def _rewrite_metadata(src, dst, text):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            zout.writestr(item, text if item.filename.endswith("/extra/lidplug.json") else data)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load(tmp_path / "nope.pt")
+
+
+def test_load_a_file_that_is_not_an_archive(tmp_path):
+    (tmp_path / "slice.raw").write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match=r"expected a lidplug export .* not a zip archive"):
+        load(tmp_path / "slice.raw")
+
+
+def test_load_a_checkpoint(tmp_path):
+    torch.save(ScriptableDenoiser().state_dict(), tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match=r"torch.save checkpoint, not an export.*load_weights"):
+        load(tmp_path / "ckpt.pt")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+def test_load_foreign_torchscript_and_program(tmp_path):
+    torch.jit.save(torch.jit.script(ScriptableDenoiser()), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="TorchScript archive that lidplug did not write"):
+        load(tmp_path / "plain.pt")
+    program = torch.export.export(ScriptableDenoiser().eval(), (torch.rand(1, 1, 16, 16),))
+    torch.export.save(program, tmp_path / "plain.pt2")
+    with pytest.raises(ValueError, match=r"torch.export archive that lidplug did not write"):
+        load(tmp_path / "plain.pt2")
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("{not json", "corrupt lidplug.json"),
+    (json.dumps({"format": "other"}), "expected lidplug.json with format 'lidplug-denoiser', got 'other'"),
+    (json.dumps({"format": "lidplug-denoiser", "format_version": 99}), "version <= 1, got 99"),
+])
+def test_load_bad_metadata(tmp_path, exported, text, match):
+    _rewrite_metadata(exported, tmp_path / "bad.pt", text)
+    with pytest.raises(ValueError, match=match):
+        read_metadata(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"method": "onnx"}, ValueError, "expected method one of .*, got 'onnx'"),
+    ({"method": "script", "name": "d.pt2"}, ValueError, "use a .pt2 suffix for torch.export"),
+    ({"method": "torch.export"}, ValueError, "method='torch.export' writes a .pt2 file"),
+    ({"dtype": torch.int8}, ValueError, r"expected dtype one of .*, got torch.int8"),
+    ({"dtype": "half"}, ValueError, r"expected dtype one of .*, got 'half'"),
+    ({"window": "soft tissue"}, TypeError, "expected window to be a HUWindow, a .lo, hi. pair"),
+    ({"config": 3}, TypeError, "expected config to be a dataclass instance, a mapping or None"),
+    ({"example_input": torch.rand(8, 8)}, ValueError,
+     r"expected example_input to be a floating-point Tensor\[B, C, H, W\], got .* \(8, 8\)"),
+    ({"example_input": [1.0]}, TypeError, "expected example_input to be a Tensor"),
+    ({"checkpoint": {"optimizer": {"lr": 1}}}, ValueError, "expected a state dict"),
+])
+def test_export_bad_arguments(tmp_path, kwargs, error, match):
+    name = kwargs.pop("name", "d.pt")
+    with pytest.raises(error, match=match):
+        export(ScriptableDenoiser(), tmp_path / name, **kwargs)
+
+
+def test_export_needs_a_module(tmp_path):
+    with pytest.raises(TypeError, match=r"expected an nn.Module .*, got function"):
+        export(lambda x: x, tmp_path / "d.pt")
+
+
+def test_export_into_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export(ScriptableDenoiser(), tmp_path / "no" / "d.pt")
+
+
+def test_denoiser_that_changes_the_shape(tmp_path):
+    with pytest.raises(ValueError, match=r"return its input's shape \[2, 1, 64, 64\], got \[2, 1, 62, 62\]"):
+        export(torch.nn.Conv2d(1, 1, 3), tmp_path / "d.pt")
+
+
+def test_denoiser_that_rejects_the_example(tmp_path):
+    with pytest.raises(ValueError, match="fails on the example input of shape"):
+        export(ScriptableDenoiser(), tmp_path / "d.pt", torch.rand(1, 3, 16, 16))
+
+
+def test_denoiser_that_returns_no_tensor(tmp_path):
+    class Tuple(torch.nn.Module):
+        def forward(self, x):
+            return x, x
+
+    with pytest.raises(ValueError, match="expected the denoiser to return a Tensor, got tuple"):
+        export(Tuple(), tmp_path / "d.pt")
+
+
+def test_exported_model_rejects_a_bad_input_shape(exported):
+    with pytest.raises(Exception, match=r"expected a Tensor\[B, 1, H, W\], got shape \[1, 32, 32\]"):
+        load(exported)(torch.rand(1, 32, 32))
