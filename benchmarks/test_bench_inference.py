@@ -17,14 +17,14 @@ mode; its compile time is spent in warm-up, not timed).
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from interleave import interleaved_medians, print_ratios
 
 from lidplug import deploy
 from lidplug.data import HUWindow
@@ -110,22 +110,13 @@ def _interleaved(rounds: int) -> None:
                 continue
             x = _input(batch, size, device)
             runners = {impl: _runner(impl, model, paths, device) for impl in IMPLS}
-            times = {impl: [] for impl in IMPLS}
+            sync = torch.cuda.synchronize if device == "cuda" else None
             with torch.inference_mode():
-                for r in range(rounds + 3):  # 3 warm-up rounds (compilation, profiling runs)
-                    for impl, run in runners.items():
-                        start = time.perf_counter()
-                        run(x)
-                        if device == "cuda":
-                            torch.cuda.synchronize()
-                        if r >= 3:
-                            times[impl].append(time.perf_counter() - start)
-            base = statistics.median(times["eager"])
-            print(f"{case}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                  f"{rounds} interleaved rounds")
-            for impl, ts in times.items():
-                median = statistics.median(ts)
-                print(f"  {impl:12s} {median * 1e3:9.2f} ms   eager / this = {base / median:.2f}")
+                # 3 warm-up rounds: compilation, TorchScript's profiling runs.
+                medians = interleaved_medians({k: partial(run, x) for k, run in runners.items()},
+                                              rounds, warmup=3, sync=sync)
+            print_ratios(f"{case}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         f"{rounds} interleaved rounds", medians, "eager")
 
 
 if __name__ == "__main__":

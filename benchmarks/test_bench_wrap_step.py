@@ -1,7 +1,9 @@
 """A wrapped (LIDnet) denoiser training step against the minimal compute it cannot avoid.
 
 Run: ``pytest benchmarks/test_bench_wrap_step.py --benchmark-enable --benchmark-json=out.json``,
-then ``python benchmarks/report.py out.json``. Entries of one group run side by side:
+then ``python benchmarks/report.py out.json``; on a shared CPU prefer
+``python benchmarks/test_bench_wrap_step.py [ROUNDS]``, which runs the entries round-robin (see
+``interleave.py``). Entries of one group run side by side:
 
 * ``minimal``: a denoiser step (forward, pixel loss, backward, optimiser step) plus one detector
   forward + backward on the same batch (frozen detector, gradient to its input): the floor any
@@ -17,9 +19,12 @@ R50-FPN at 8 x 512^2; the CPU case is a small configuration, reported for refere
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
+from interleave import interleaved_medians, print_ratios
 from torchvision.models import resnet18
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -95,17 +100,22 @@ def _steps(model, optimizer, low, clean, targets):
     return {"minimal": minimal, "wrapped": wrapped, "naive": naive}
 
 
-@pytest.mark.parametrize("impl", ["minimal", "wrapped", "naive"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_wrapped_training_step(benchmark, case, impl):
+def _case_steps(case: str):
     device, batch, size, channels, kind = CASES[case]
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
     torch.manual_seed(0)
     model = wrap(create_denoiser("redcnn", channels=channels), _detector(kind, size))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=1e-5)
-    fn = _steps(model, optimizer, *_batch(batch, size, device))[impl]
+    return _steps(model, optimizer, *_batch(batch, size, device))
+
+
+@pytest.mark.parametrize("impl", ["minimal", "wrapped", "naive"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_wrapped_training_step(benchmark, case, impl):
+    device = CASES[case][0]
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    fn = _case_steps(case)[impl]
 
     def step():
         fn()
@@ -119,3 +129,14 @@ def test_wrapped_training_step(benchmark, case, impl):
         benchmark.pedantic(step, rounds=20, warmup_rounds=3)
     else:
         benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+
+
+if __name__ == "__main__":
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    for name, (device, *_) in CASES.items():
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        sync = torch.cuda.synchronize if device == "cuda" else None
+        medians = interleaved_medians(_case_steps(name), rounds, warmup=2, sync=sync)
+        print_ratios(f"{name}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                     f"{rounds} interleaved rounds", medians, "minimal")

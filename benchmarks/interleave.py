@@ -1,0 +1,31 @@
+"""Round-robin timing for shared machines: one call of each entry per round, so every entry sees
+the same background load; pytest-benchmark times one entry after another, and on a busy 2-core VM
+the load changes between them. Used by the benchmark files' ``__main__``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def interleaved_medians(runners: dict[str, Callable[[], object]], rounds: int, warmup: int = 3,
+                        sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median seconds per call of each runner over ``rounds`` rounds after ``warmup`` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for r in range(warmup + rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            if sync is not None:
+                sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def print_ratios(title: str, medians: dict[str, float], base: str) -> None:
+    """One line per entry: median and ``base / entry`` (above 1: faster than ``base``)."""
+    print(title)
+    for name, median in medians.items():
+        print(f"  {name:12s} {median * 1e3:9.2f} ms   {base} / this = {medians[base] / median:.2f}")
