@@ -81,7 +81,144 @@ def _add_simulate(sub) -> None:
     p.set_defaults(func=_simulate)
 
 
-_COMMANDS = (_add_simulate,)
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _device_option(p) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where to compute ('auto': the GPU if there is one)")
+
+
+def _run(module: str):
+    """A ``func`` that imports ``lidplug.commands.<module>`` only when the command runs."""
+
+    def func(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(f"lidplug.commands.{module}").run(args)
+
+    return func
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="train a baseline and a LIDnet denoiser on phantoms, report both",
+        description=(
+            "Generate the built-in phantom set, pretrain a lesion detector, train a baseline "
+            "denoiser (pixel loss) and the same denoiser wrapped by LIDnet under the same budget, "
+            "evaluate both and the low-dose input on held-out slices, and write report.html, "
+            "metrics.json, run.json and the LIDnet denoiser as TorchScript (lidnet_denoiser.pt) "
+            "into --out. A few minutes on 2 CPU cores; --full runs a larger configuration "
+            "(meant for a GPU)."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=Path("lidplug-demo"),
+                   help="output folder (default: ./lidplug-demo; the demo's files are replaced)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where to train (default: cpu; 'auto': the GPU if there is one)")
+    p.add_argument("--full", action="store_true",
+                   help="the larger configuration (128x128 slices, 10x the steps)")
+    p.add_argument("--seed", type=_seed, default=0, help="training seed (default: 0)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: one per core; on a machine busy with other work "
+                        "1 is often faster)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run("demo"))
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="collaborative (LIDnet) training from a run file",
+        description=(
+            "Train a denoiser with lesion-detector feedback as the run file (TOML or JSON) says: "
+            "[data] (phantom, deeplesion or paired_dicom), [denoiser], [detector], [wrap] "
+            "(lidplug.WrapConfig) and [train] (lidplug.TrainConfig) tables; see docs/CLI.md. "
+            "Writes the checkpoint latest.pt, log.csv, history.json, a copy of the run file "
+            "and the trained denoiser as TorchScript (denoiser.pt) into --out."
+        ),
+    )
+    p.add_argument("--config", type=Path, required=True, metavar="FILE",
+                   help="run file (.toml or .json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the run file's path without its suffix)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/latest.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again even if --out holds a checkpoint")
+    _device_option(p)
+    p.set_defaults(func=_run("train"))
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="metrics of a trained checkpoint on held-out data",
+        description=(
+            "Evaluate the low-dose input and the checkpoint's denoised images against the "
+            "normal-dose images of the run file's held-out set ([evaluate] table; default: "
+            "DeepLesion's test split, or new phantoms): PSNR, SSIM, RMSE (HU), mAP@0.5 and "
+            "FROC of the checkpoint's detector, with 95%% bootstrap intervals. Prints a table; "
+            "--out writes metrics.json."
+        ),
+    )
+    p.add_argument("--config", type=Path, required=True, metavar="FILE",
+                   help="the run file the checkpoint was trained with")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="latest.pt written by 'lidplug train'")
+    p.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate only the first N held-out slices")
+    p.add_argument("--resamples", type=_positive_int, default=1000,
+                   help="bootstrap replicates (default: 1000)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where to run the models (default: cpu)")
+    p.set_defaults(func=_run("evaluate"))
+
+
+def _add_denoise(sub) -> None:
+    p = sub.add_parser(
+        "denoise", help="denoise a DICOM file or series with an exported model",
+        description=(
+            "Denoise IN (a DICOM file or a series folder) with MODEL (a file written by "
+            "'lidplug export', 'lidplug train' or 'lidplug demo') and write a derived DICOM "
+            "series into OUT (0001.dcm, 0002.dcm, ...; new series UID, source references kept)."
+        ),
+    )
+    p.add_argument("input", metavar="IN", type=Path, help="DICOM file or series folder")
+    p.add_argument("output", metavar="OUT", type=Path, help="output folder, not inside IN")
+    p.add_argument("--model", type=Path, required=True, help="exported denoiser (.pt or .pt2)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing non-empty OUT, replacing files")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where to run the model (default: cpu)")
+    p.set_defaults(func=_run("denoise"))
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a checkpoint's denoiser (TorchScript or torch.export)",
+        description=(
+            "Export the denoiser of CHECKPOINT (built as the run file's [denoiser] table says) "
+            "to OUT: TorchScript for any suffix but .pt2, torch.export for .pt2. The file is "
+            "verified against eager PyTorch before it is written; it runs without lidplug "
+            "(torch.jit.load) and in C++ (libtorch)."
+        ),
+    )
+    p.add_argument("output", metavar="OUT", type=Path, help="output file (.pt or .pt2)")
+    p.add_argument("--config", type=Path, required=True, metavar="FILE",
+                   help="the run file the checkpoint was trained with")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="latest.pt of 'lidplug train' (or a denoiser state dict)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="compute dtype of the exported model (default: float32)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the comparison with eager PyTorch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=_run("export"))
+
+
+_COMMANDS = (_add_simulate, _add_demo, _add_train, _add_evaluate, _add_denoise, _add_export)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -288,4 +425,8 @@ def _simulate_one_series(src: Path, series_uid: str | None, out: Path, key: str,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module: under ``python -m`` this file is ``__main__``, and the
+    # commands raise ``lidplug.cli.CLIError``, which ``__main__.CLIError`` would not catch.
+    from lidplug.cli import main as _main
+
+    sys.exit(_main())
