@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 
@@ -125,3 +126,19 @@ def corrupt_vr(path: Path, group: int, element: int) -> Path:
     at = raw.index(tag, 132)  # past the preamble and "DICM"
     path.write_bytes(raw[: at + 4] + b"QQ" + raw[at + 6 :])
     return path
+
+
+CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+
+
+def ct_small_series(folder: Path, slices: int) -> Path:
+    """A series of copies of pydicom's shipped CT_small.dcm (128x128 CT) at z = 0, 2, 4, ... mm,
+    with fresh UIDs, in ``folder`` (created)."""
+    folder.mkdir(parents=True)
+    for k in range(slices):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.InstanceNumber = k + 1
+        ds.save_as(folder / f"{k}.dcm")
+    return folder

@@ -3,28 +3,18 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import torch
-from dicom_factory import corrupt_vr, ct_dataset, save_dataset
+from cli_checks import error_line
+from dicom_factory import CT_SMALL, corrupt_vr, ct_dataset, ct_small_series, save_dataset
 from pydicom import uid
 from pydicom.fileset import FileSet
 
 from lidplug.cli import main
 from lidplug.data import DeepLesionDataset, PhantomDataset, read_png_hu, write_deeplesion
-
-CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lidplug: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -32,15 +22,7 @@ def series(tmp_path):
     """Three slices of pydicom's shipped CT_small.dcm (128x128 CT) at z = 0, 2, 4 mm."""
     if not CT_SMALL.is_file():
         pytest.skip("CT_small.dcm is not shipped with the installed pydicom")
-    folder = tmp_path / "series"
-    folder.mkdir()
-    for k in range(3):
-        ds = pydicom.dcmread(CT_SMALL)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
-        ds.InstanceNumber = k + 1
-        ds.save_as(folder / f"{k}.dcm")
-    return folder
+    return ct_small_series(tmp_path / "series", 3)
 
 
 @pytest.fixture
@@ -81,20 +63,20 @@ def test_user_errors_are_one_line(argv, match, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "IN").mkdir()
     assert main(argv) == 2
-    assert re.search(match, _error_line(capsys))
+    assert re.search(match, error_line(capsys))
 
 
 def test_refuses_to_write_into_input_or_over_output(series, tmp_path, capsys):
     assert main(["simulate", str(series), str(series / "low")]) == 2
-    assert "refusing to write into the input" in _error_line(capsys)
+    assert "refusing to write into the input" in error_line(capsys)
     assert main(["simulate", str(series), str(series)]) == 2
-    _error_line(capsys)
+    error_line(capsys)
     assert main(["simulate", str(series / "0.dcm"), str(series), "--overwrite"]) == 2
-    assert "refusing" in _error_line(capsys)
+    assert "refusing" in error_line(capsys)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep me")
     assert main(["simulate", str(series), str(tmp_path / "full")]) == 2
-    assert "--overwrite" in _error_line(capsys)
+    assert "--overwrite" in error_line(capsys)
     assert (tmp_path / "full" / "x").read_text() == "keep me"
 
 
@@ -102,7 +84,7 @@ def test_unreadable_single_file(tmp_path, capsys):
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"not dicom at all")
     assert main(["simulate", str(bad), str(tmp_path / "out")]) == 2
-    assert "cannot read" in _error_line(capsys)
+    assert "cannot read" in error_line(capsys)
     assert not (tmp_path / "out").exists()
 
 
@@ -198,7 +180,7 @@ def test_simulation_refusals_are_reported_per_input(series, tmp_path, capsys):
     assert "  huge: source_isocenter_mm: expected more than" in captured.err
     assert len(list((out / "good").iterdir())) == 3
     assert main(["simulate", str(root / "tiny" / "a.dcm"), str(tmp_path / "one")]) == 2
-    assert "cannot simulate" in _error_line(capsys)
+    assert "cannot simulate" in error_line(capsys)
 
 
 def test_dicomdir_at_the_root_is_ignored(tmp_path, capsys):

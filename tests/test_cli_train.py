@@ -3,16 +3,14 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pydicom
 import pytest
 import torch
-from pydicom import uid
+from cli_checks import error_line
+from dicom_factory import CT_SMALL, ct_small_series
 
 from lidplug.cli import main
-
-CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
 RUN_FILE = """
 [data]
@@ -44,14 +42,6 @@ batch_size = 2
 device = "cpu"
 progress = false
 """
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lidplug: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +81,7 @@ def test_train_json_run_file(tmp_path):
 def test_train_refuses_to_overwrite_a_checkpoint(trained, capsys):
     config, out = trained
     assert main(["train", "--config", str(config), "--out", str(out)]) == 2
-    assert "--resume" in _error_line(capsys)
+    assert "--resume" in error_line(capsys)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -107,12 +97,12 @@ def test_train_user_errors(tmp_path, capsys, text, expected):
     config = tmp_path / "bad.toml"
     config.write_text(text)
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
-    assert expected in _error_line(capsys)
+    assert expected in error_line(capsys)
 
 
 def test_train_missing_run_file(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "none.toml")]) == 2
-    assert "none.toml" in _error_line(capsys)
+    assert "none.toml" in error_line(capsys)
 
 
 def test_evaluate(trained, tmp_path, capsys):
@@ -132,7 +122,7 @@ def test_evaluate_user_error(trained, tmp_path, capsys):
     config, _ = trained
     assert main(["evaluate", "--config", str(config), "--checkpoint",
                  str(tmp_path / "missing.pt")]) == 2
-    assert "missing.pt" in _error_line(capsys)
+    assert "missing.pt" in error_line(capsys)
 
 
 def test_export(trained, tmp_path):
@@ -150,22 +140,14 @@ def test_export_user_error(trained, capsys):
     # The output exists already (the checkpoint itself): refused without --overwrite.
     assert main(["export", str(out / "denoiser.pt"), "--config", str(config), "--checkpoint",
                  str(out / "latest.pt")]) == 2
-    assert "--overwrite" in _error_line(capsys)
+    assert "--overwrite" in error_line(capsys)
 
 
 @pytest.fixture
 def series(tmp_path):
     if not CT_SMALL.is_file():
         pytest.skip("CT_small.dcm is not shipped with the installed pydicom")
-    folder = tmp_path / "series"
-    folder.mkdir()
-    for k in range(2):
-        ds = pydicom.dcmread(CT_SMALL)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
-        ds.InstanceNumber = k + 1
-        ds.save_as(folder / f"{k}.dcm")
-    return folder
+    return ct_small_series(tmp_path / "series", 2)
 
 
 def test_denoise_series(trained, series, tmp_path, capsys):
@@ -183,10 +165,10 @@ def test_denoise_user_errors(trained, series, tmp_path, capsys):
     _, out = trained
     assert main(["denoise", str(series), str(tmp_path / "o"), "--model",
                  str(tmp_path / "nope.pt")]) == 2
-    assert "nope.pt" in _error_line(capsys)
+    assert "nope.pt" in error_line(capsys)
     assert main(["denoise", str(series), str(series / "inside"), "--model",
                  str(out / "denoiser.pt")]) == 2
-    assert "inside" in _error_line(capsys)
+    assert "inside" in error_line(capsys)
 
 
 def test_console_script_error_is_one_line(tmp_path):

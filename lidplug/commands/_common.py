@@ -31,11 +31,9 @@ def load_config(path: Path):
 
 def check_device(device: str) -> str:
     """``auto`` -> the GPU if any; ``cuda`` without one is a user error."""
-    import torch
+    from lidplug.experiments.demo import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {device}: expected a CUDA device, got none (this torch sees no "
-                       "GPU; use --device cpu)")
-    return device
+    try:
+        return resolve_device(device)
+    except ValueError as err:
+        raise CLIError(f"--device {device}: {err}; use --device cpu") from None

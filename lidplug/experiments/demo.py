@@ -49,7 +49,8 @@ def _say(cfg: ExperimentConfig, text: str) -> None:
         print(f"lidplug demo: {text}", file=sys.stderr, flush=True)
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """``auto`` -> the GPU if any, else ``cpu``; ``cuda`` without a GPU raises ValueError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -72,7 +73,7 @@ def run_demo(cfg: ExperimentConfig, out: str | os.PathLike) -> DemoResult:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder, got an existing file {out}")
-    cfg = cfg.replace(device=_resolve_device(cfg.device))
+    cfg = cfg.replace(device=resolve_device(cfg.device))
     out.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
