@@ -22,12 +22,21 @@ from lidplug.data.sample import (
     derive_seed,
     make_sample,
 )
-from lidplug.data.transforms import HU_MAX, HU_MIN, HUWindow, MapImages
+from lidplug.data.transforms import (
+    HU_MAX,
+    HU_MIN,
+    LUNG_HU,
+    SOFT_TISSUE_HU,
+    HUWindow,
+    MapImages,
+)
 
 __all__ = [
     "HU_MAX",
     "HU_MIN",
     "LESION_TYPES",
+    "LUNG_HU",
+    "SOFT_TISSUE_HU",
     "UNKNOWN_LESION_LABEL",
     "DeepLesionDataset",
     "HUWindow",

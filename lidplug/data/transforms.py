@@ -19,10 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HU_MAX", "HU_MIN", "HUWindow", "MapImages"]
+__all__ = ["HU_MAX", "HU_MIN", "LUNG_HU", "SOFT_TISSUE_HU", "HUWindow", "MapImages"]
 
 HU_MIN: float = -1024.0
 HU_MAX: float = 3072.0
+# Display windows (lo, hi) in HU, used by the detector input, the metrics and the report.
+SOFT_TISSUE_HU: tuple[float, float] = (-160.0, 240.0)  # abdomen W400 / L40
+LUNG_HU: tuple[float, float] = (-1350.0, 150.0)  # W1500 / L-600
 
 
 class HUWindow(nn.Module):

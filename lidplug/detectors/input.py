@@ -20,13 +20,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lidplug.data.transforms import HUWindow
+from lidplug.data.transforms import HU_MAX, HU_MIN, LUNG_HU, SOFT_TISSUE_HU, HUWindow
 
 __all__ = ["DEFAULT_WINDOWS_HU", "DetectorInput"]
 
-SOFT_TISSUE_HU = (-160.0, 240.0)
-LUNG_HU = (-1350.0, 150.0)
-FULL_RANGE_HU = (-1024.0, 3072.0)
+FULL_RANGE_HU = (HU_MIN, HU_MAX)
 
 #: Default windows per channel count of the detector.
 DEFAULT_WINDOWS_HU: dict[int, tuple[tuple[float, float], ...]] = {

@@ -39,14 +39,14 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from lidplug.data.transforms import HU_MAX, HU_MIN
+from lidplug.data.transforms import HU_MAX, HU_MIN, SOFT_TISSUE_HU
 
 __all__ = ["FULL_WINDOW", "SOFT_TISSUE_WINDOW", "image_quality", "psnr", "rmse_hu", "ssim"]
 
 FULL_WINDOW: tuple[float, float] = (HU_MIN, HU_MAX)
 """The models' window, ``(-1024, 3072)`` HU: the default for every metric here."""
 
-SOFT_TISSUE_WINDOW: tuple[float, float] = (-160.0, 240.0)
+SOFT_TISSUE_WINDOW: tuple[float, float] = SOFT_TISSUE_HU
 """Abdominal soft-tissue display window (width 400, level 40 HU)."""
 
 # Gaussian sigma of Wang et al. 2004; torchmetrics (like scikit-image) truncates the kernel at

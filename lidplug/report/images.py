@@ -11,13 +11,15 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from lidplug.data.transforms import SOFT_TISSUE_HU, HUWindow
+
 __all__ = ["DETECTED_COLOR", "TRUTH_COLOR", "slice_png"]
 
 TRUTH_COLOR = (0, 200, 0)
 DETECTED_COLOR = (255, 60, 60)
 
 
-def slice_png(hu: Tensor, *, window: tuple[float, float] = (-160.0, 240.0),
+def slice_png(hu: Tensor, *, window: tuple[float, float] = SOFT_TISSUE_HU,
               truth: Tensor | None = None, detected: Tensor | None = None,
               scores: Tensor | None = None, scale: int = 3,
               min_score: float = 0.5) -> str:
@@ -33,8 +35,7 @@ def slice_png(hu: Tensor, *, window: tuple[float, float] = (-160.0, 240.0),
         min_score: detections below this score are not drawn.
     """
     image = hu.detach().float().cpu().reshape(hu.shape[-2:])
-    lo, hi = window
-    gray = ((image.clamp(lo, hi) - lo) / (hi - lo) * 255).round().to(torch.uint8).numpy()
+    gray = (HUWindow(*window, clamp=True)(image) * 255).round().to(torch.uint8).numpy()
     pil = Image.fromarray(np.ascontiguousarray(gray), mode="L").convert("RGB")
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(pil)
