@@ -31,9 +31,9 @@ def load_config(path: Path):
 
 def check_device(device: str) -> str:
     """``auto`` -> the GPU if any; ``cuda`` without one is a user error."""
-    from lidplug.experiments.demo import resolve_device
+    from lidplug.training.distributed import resolve_device
 
     try:
-        return resolve_device(device)
+        return str(resolve_device(device))
     except ValueError as err:
         raise CLIError(f"--device {device}: {err}; use --device cpu") from None

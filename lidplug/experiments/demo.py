@@ -31,6 +31,7 @@ from lidplug.experiments.data import TestSet, make_datasets
 from lidplug.experiments.evaluate import ArmEvaluation, denoise, evaluate_arm
 from lidplug.experiments.train import Stage, pretrain, train_arm
 from lidplug.report import Example, Report, Series, slice_png, write_report
+from lidplug.training.distributed import resolve_device
 from lidplug.version import __version__
 
 __all__ = ["ARMS", "DemoResult", "format_summary", "run_demo"]
@@ -49,16 +50,6 @@ def _say(cfg: ExperimentConfig, text: str) -> None:
         print(f"lidplug demo: {text}", file=sys.stderr, flush=True)
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> the GPU if any, else ``cpu``; ``cuda`` without a GPU raises ValueError."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: expected a usable CUDA device for {device!r}, got none "
-                         "(torch.cuda.is_available() is False)")
-    return device
-
-
 def run_demo(cfg: ExperimentConfig, out: str | os.PathLike) -> DemoResult:
     """Run the demo (see the module docstring) and write its files into ``out``.
 
@@ -73,7 +64,7 @@ def run_demo(cfg: ExperimentConfig, out: str | os.PathLike) -> DemoResult:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder, got an existing file {out}")
-    cfg = cfg.replace(device=resolve_device(cfg.device))
+    cfg = cfg.replace(device=str(resolve_device(cfg.device)))
     out.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "init_distributed"]
+__all__ = ["Dist", "init_distributed", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,18 @@ class Dist:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def _pick_device(preference: str, local_rank: int) -> torch.device:
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> this process's GPU if there is one, else the CPU; ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` as named. The one device rule of the trainer, the demo and the CLI.
+
+    Raises:
+        ValueError: a CUDA device asked for where torch sees none.
+    """
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"device={preference!r}: expected a CUDA GPU, but torch sees none")
+        raise ValueError(f"device: expected a usable CUDA device for {preference!r}, got none "
+                         "(torch.cuda.is_available() is False)")
     if preference.startswith("cuda:"):
         return torch.device(preference)
     return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -87,7 +94,7 @@ def init_distributed(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _pick_device(device, local_rank)
+    dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
