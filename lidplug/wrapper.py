@@ -46,7 +46,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from lidplug.data.boxes import make_target
 from lidplug.data.transforms import HUWindow
-from lidplug.detectors import DetectorAdapter, DetectorInput, adapter_for
+from lidplug.detectors import DetectorAdapter, DetectorInput, DetectorPass, adapter_for
 from lidplug.losses import PIXEL_LOSSES, ROI_SOURCES, pixel_loss, roi_boxes, roi_feedback
 
 __all__ = ["LesionAwareDenoiser", "WrapConfig", "wrap"]
@@ -108,6 +108,11 @@ class WrapConfig:
         out = dataclasses.asdict(self)
         out["roi_levels"] = list(self.roi_levels) if self.roi_levels is not None else None
         return out
+
+
+def _detection_loss(det_pass: DetectorPass) -> Tensor:
+    # The detector's terms summed in float32, whatever the autocast dtype.
+    return sum(v.float() for v in det_pass.losses.values())
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -259,8 +264,7 @@ class LesionAwareDenoiser(nn.Module):
         reference = self.input_adapter(clean) if cfg.roi_weight > 0 else None
         det_pass = self.adapter.train_pass(detector or self.detector, self.input_adapter(output),
                                            targets, reference=reference)
-        detection = sum(v.float() for v in det_pass.losses.values())
-        result["detection"] = detection
+        result["detection"] = _detection_loss(det_pass)
         result["detector_losses"] = dict(det_pass.losses)
         if cfg.roi_weight > 0:
             levels = cfg.roi_levels or self.adapter.default_roi_levels(self.detector,
@@ -268,7 +272,7 @@ class LesionAwareDenoiser(nn.Module):
             boxes = roi_boxes(det_pass, cfg.roi_source, cfg.num_proposals)
             result["roi_perceptual"] = roi_feedback(det_pass, levels, boxes,
                                                     cfg.roi_output_size, cfg.roi_sampling_ratio)
-        result["loss"] = (pixel + cfg.det_weight * detection
+        result["loss"] = (pixel + cfg.det_weight * result["detection"]
                           + cfg.roi_weight * result["roi_perceptual"])
         return result
 
@@ -283,7 +287,7 @@ class LesionAwareDenoiser(nn.Module):
         targets = self.check_targets(targets, images)
         det_pass = self.adapter.train_pass(detector or self.detector, self.input_adapter(images),
                                            targets)
-        detection = sum(v.float() for v in det_pass.losses.values())
+        detection = _detection_loss(det_pass)
         return {"loss": detection, "detection": detection,
                 "detector_losses": dict(det_pass.losses)}
 

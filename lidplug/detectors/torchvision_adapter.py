@@ -18,6 +18,7 @@ masks and the mask head trains on those; predictions keep boxes, scores and labe
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -103,13 +104,12 @@ class TorchvisionDetector(DetectorAdapter):
 
         seen: dict = {}
         targets = self._with_masks(inner, images, targets)
-        with capture_output(inner.transform, seen, "transform"), \
-                capture_output(inner.backbone, seen, "features"):
+        with contextlib.ExitStack() as hooks:
+            hooks.enter_context(capture_output(inner.transform, seen, "transform"))
+            hooks.enter_context(capture_output(inner.backbone, seen, "features"))
             if self.has_proposals(inner):
-                with capture_output(inner.rpn, seen, "rpn"):
-                    losses = detector(list(images.unbind(0)), targets)
-            else:
-                losses = detector(list(images.unbind(0)), targets)
+                hooks.enter_context(capture_output(inner.rpn, seen, "rpn"))
+            losses = detector(list(images.unbind(0)), targets)
         if not isinstance(losses, dict):
             raise RuntimeError(f"expected the detector to return a loss dict in training mode, "
                                f"got {type(losses).__name__}")

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lidplug.detectors import adapter_for
 from lidplug.experiments.data import TestSet
 from lidplug.metrics import (
     DEFAULT_FP_RATES,
@@ -69,7 +68,7 @@ def detect(detector: nn.Module, images: Tensor, device: str | torch.device = "cp
            ) -> list[dict[str, Tensor]]:
     """Detections of ``detector`` on ``images`` (window units), on the CPU."""
     detector = detector.to(device)
-    model = wrap(nn.Identity(), detector, adapter=adapter_for(detector))
+    model = wrap(nn.Identity(), detector)
     out: list[dict[str, Tensor]] = []
     for i in range(0, images.shape[0], _BATCH):
         dets = model.detect(images[i:i + _BATCH].to(device))

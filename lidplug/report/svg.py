@@ -45,6 +45,13 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.0e}"
 
 
+def _axis_ticks(lo: float, hi: float, log_base: float | None) -> list[tuple[float, str]]:
+    """Tick positions in axis units and their labels; on a log axis, one per power of the base."""
+    if log_base is None:
+        return [(t, _fmt(t)) for t in _ticks(lo, hi)]
+    return [(float(k), _fmt(log_base**k)) for k in range(math.ceil(lo), math.floor(hi) + 1)]
+
+
 def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
               xlog2: bool = False, xlim: tuple[float, float] | None = None,
               ylim: tuple[float, float] | None = None, ylog: bool = False) -> str:
@@ -89,17 +96,11 @@ def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
            f'height="{_H}" role="img" aria-label="{escape(title)}" class="plot">',
            f'<text x="{_W / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>',
            f'<rect x="{_LEFT}" y="{_TOP}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
-    xticks = ([float(k) for k in range(math.ceil(x0), math.floor(x1) + 1)] if xlog2
-              else _ticks(x0, x1))
-    for t in xticks:
-        label = _fmt(2.0**t) if xlog2 else _fmt(t)
+    for t, label in _axis_ticks(x0, x1, 2.0 if xlog2 else None):
         out.append(f'<line x1="{px(t):.1f}" y1="{_TOP + ph}" x2="{px(t):.1f}" y2="{_TOP}" '
                    f'stroke="#eee"/><text x="{px(t):.1f}" y="{_TOP + ph + 15}" font-size="11" '
                    f'text-anchor="middle">{label}</text>')
-    yticks = ([float(k) for k in range(math.ceil(y0), math.floor(y1) + 1)] if ylog
-              else _ticks(y0, y1))
-    for t in yticks:
-        label = _fmt(10.0**t) if ylog else _fmt(t)
+    for t, label in _axis_ticks(y0, y1, 10.0 if ylog else None):
         out.append(f'<line x1="{_LEFT}" y1="{py(t):.1f}" x2="{_LEFT + pw}" y2="{py(t):.1f}" '
                    f'stroke="#eee"/><text x="{_LEFT - 5}" y="{py(t) + 4:.1f}" font-size="11" '
                    f'text-anchor="end">{label}</text>')
