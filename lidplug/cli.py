@@ -87,9 +87,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _device_option(p) -> None:
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
-                   help="where to compute ('auto': the GPU if there is one)")
+def _device_option(p, default: str | None = None, what: str = "compute") -> None:
+    shown = f"default: {default}; " if default else ""
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=default,
+                   help=f"where to {what} ({shown}'auto': the GPU if there is one)")
+
+
+def _run_file_options(p, checkpoint_help: str) -> None:
+    p.add_argument("--config", type=Path, required=True, metavar="FILE",
+                   help="the run file the checkpoint was trained with")
+    p.add_argument("--checkpoint", type=Path, required=True, help=checkpoint_help)
 
 
 def _run(module: str):
@@ -117,8 +124,7 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("lidplug-demo"),
                    help="output folder (default: ./lidplug-demo; the demo's files are replaced)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                   help="where to train (default: cpu; 'auto': the GPU if there is one)")
+    _device_option(p, "cpu", "train")
     p.add_argument("--full", action="store_true",
                    help="the larger configuration (128x128 slices, 10x the steps)")
     p.add_argument("--seed", type=_seed, default=0, help="training seed (default: 0)")
@@ -162,17 +168,13 @@ def _add_evaluate(sub) -> None:
             "--out writes metrics.json."
         ),
     )
-    p.add_argument("--config", type=Path, required=True, metavar="FILE",
-                   help="the run file the checkpoint was trained with")
-    p.add_argument("--checkpoint", type=Path, required=True,
-                   help="latest.pt written by 'lidplug train'")
+    _run_file_options(p, "latest.pt written by 'lidplug train'")
     p.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate only the first N held-out slices")
     p.add_argument("--resamples", type=_positive_int, default=1000,
                    help="bootstrap replicates (default: 1000)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                   help="where to run the models (default: cpu)")
+    _device_option(p, "cpu", "run the models")
     p.set_defaults(func=_run("evaluate"))
 
 
@@ -190,8 +192,7 @@ def _add_denoise(sub) -> None:
     p.add_argument("--model", type=Path, required=True, help="exported denoiser (.pt or .pt2)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing non-empty OUT, replacing files")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                   help="where to run the model (default: cpu)")
+    _device_option(p, "cpu", "run the model")
     p.set_defaults(func=_run("denoise"))
 
 
@@ -206,10 +207,7 @@ def _add_export(sub) -> None:
         ),
     )
     p.add_argument("output", metavar="OUT", type=Path, help="output file (.pt or .pt2)")
-    p.add_argument("--config", type=Path, required=True, metavar="FILE",
-                   help="the run file the checkpoint was trained with")
-    p.add_argument("--checkpoint", type=Path, required=True,
-                   help="latest.pt of 'lidplug train' (or a denoiser state dict)")
+    _run_file_options(p, "latest.pt of 'lidplug train' (or a denoiser state dict)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute dtype of the exported model (default: float32)")
     p.add_argument("--no-verify", action="store_true",
