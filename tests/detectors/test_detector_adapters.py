@@ -121,9 +121,8 @@ def test_monai_roi_term_pools_the_lesion_where_it_is():
     changed[:, :, 12:24, 16:32] += 0.05  # rows 12..24, columns 16..32: the lesion box
     far = [{"boxes": torch.tensor([[48.0, 30.0, 62.0, 46.0]]), "labels": torch.tensor([1])},
            targets[1]]
-    model.detector.eval()  # BatchNorm with running statistics: the map is local
+    # The frozen detector's BatchNorm uses running statistics, so features stay local.
     assert model.adapter.has_proposals(model.detector) is False
-    model.detector.train()
     near_loss = model(changed, clean, targets)["roi_perceptual"]
     far_loss = model(changed, clean, far)["roi_perceptual"]
     assert near_loss > 10 * far_loss
