@@ -14,6 +14,11 @@ CADLab repository) is box-based, like lesion annotations. The rules:
   DeepLesion detector code, 3DCE and MULAN, scores with). ``criterion="iobb"``: intersection over
   the *detected* box's area (IoBB, as named in the DeepLesion paper and NIH's ChestX-ray8 paper;
   it forgives a box drawn tighter than the loose RECIST-derived ground truth, not a loose one).
+  ``criterion="center"``: the detected box's centre lies inside the lesion's box (overlap 1 or
+  0, so any threshold in ``(0, 1]`` gives the same hits). For lesions a few pixels wide a
+  one-pixel offset already drops the IoU below 0.5; the centre rule, the box form of LUNA16's
+  "detection within the nodule's radius", scores where the detector points, not how tightly it
+  draws, and a huge box does not hit everything (its centre must still fall on the lesion).
   Walking an image's detections by score, a detection that hits any not-yet-found lesion finds
   all of them (all count as true positives, as in the DeepLesion code); one whose hits were all
   found before is **ignored** (neither TP nor FP); one that hits nothing is a false positive.
@@ -66,7 +71,7 @@ __all__ = [
 DEFAULT_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """The FP-per-image rates of DeepLesion and LUNA16 (CPM averages over them)."""
 
-_CRITERIA = ("iou", "iobb")
+_CRITERIA = ("iou", "iobb", "center")
 
 
 def box_overlap(detected: Tensor, lesions: Tensor, criterion: str = "iou") -> Tensor:
@@ -75,8 +80,9 @@ def box_overlap(detected: Tensor, lesions: Tensor, criterion: str = "iou") -> Te
     Args:
         detected: ``Tensor[N, 4]`` xyxy detected boxes.
         lesions: ``Tensor[L, 4]`` xyxy ground-truth boxes.
-        criterion: ``"iou"`` (intersection over union) or ``"iobb"`` (intersection over the
-            detected box's area).
+        criterion: ``"iou"`` (intersection over union), ``"iobb"`` (intersection over the
+            detected box's area) or ``"center"`` (1 where the detected box's centre lies inside
+            the lesion box, borders included, else 0).
 
     Returns:
         ``Tensor[N, L]`` in ``[0, 1]`` (0 where the denominator is 0, i.e. for degenerate boxes).
@@ -91,6 +97,10 @@ def box_overlap(detected: Tensor, lesions: Tensor, criterion: str = "iou") -> Te
             raise ValueError(f"box_overlap: expected {name} of shape [N, 4], got {tuple(b.shape)}")
     dtype = torch.promote_types(torch.promote_types(detected.dtype, lesions.dtype), torch.float32)
     detected, lesions = detected.to(dtype), lesions.to(dtype)
+    if criterion == "center":
+        centre = (detected[:, None, :2] + detected[:, None, 2:]) / 2
+        inside = (centre >= lesions[None, :, :2]) & (centre <= lesions[None, :, 2:])
+        return inside.all(dim=2).to(dtype)
     # torchvision has box_iou but no IoBB, and its intersection helper is private: one
     # intersection here serves both criteria.
     lt = torch.maximum(detected[:, None, :2], lesions[None, :, :2])
@@ -155,7 +165,7 @@ def match_detections(
         detections: per image ``dict(boxes=Tensor[N, 4] xyxy, scores=Tensor[N])`` (torchvision
             detector output; other keys ignored).
         targets: per image ``dict(boxes=Tensor[L, 4] xyxy)``; ``L`` may be 0.
-        criterion: ``"iou"`` or ``"iobb"`` (see the module docstring).
+        criterion: ``"iou"``, ``"iobb"`` or ``"center"`` (see the module docstring).
         threshold: minimum overlap for a hit, in ``(0, 1]``.
 
     Returns:
@@ -281,7 +291,8 @@ def froc(
         detections: per image ``dict(boxes=Tensor[N, 4] xyxy, scores=Tensor[N])``.
         targets: per image ``dict(boxes=Tensor[L, 4] xyxy)``; images without lesions count.
         fp_rates: FP-per-image rates (default 0.125 ... 8).
-        criterion: ``"iou"`` or ``"iobb"`` (intersection over the detected box's area).
+        criterion: ``"iou"``, ``"iobb"`` (intersection over the detected box's area) or
+            ``"center"`` (the detected box's centre inside the lesion box).
         threshold: minimum overlap for a hit (0.5).
 
     Returns:
