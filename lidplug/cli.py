@@ -1,8 +1,13 @@
 """The ``lidplug`` command line: ``lidplug COMMAND ...`` (``lidplug COMMAND --help`` for each).
 
-Commands are argparse subcommands. To add one, write ``_add_NAME(subparsers)`` that builds its
-parser and sets ``func`` (a function ``args -> exit status``), and list it in :data:`_COMMANDS`;
-import heavy modules inside ``func`` so ``lidplug --help`` stays fast.
+This module only parses and dispatches: every command's options are defined here, and each runs
+``lidplug.commands.<name>.run(args)`` (imported when the command runs, so ``lidplug --help`` stays
+fast), which calls the library's public API. To add a command, write ``_add_NAME(subparsers)``
+and list it in :data:`_COMMANDS`.
+
+``train``, ``evaluate`` and ``demo`` run one pipeline (:mod:`lidplug.pipeline`) on a run file;
+any key of the run file can be overridden on the command line after the options, e.g.
+``lidplug train --config run.toml --train.rounds 4 --simulation.dose 0.05``.
 
 Exit status: 0 success; 1 a folder run where some files failed (they are listed, everything else
 is written); 2 a user error (bad argument, missing or unreadable input, output exists), printed as
@@ -12,9 +17,7 @@ one line ``lidplug: error: ...`` on stderr, never a traceback; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +81,7 @@ def _add_simulate(sub) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="base seed of the noise (default: 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing non-empty OUT, replacing files")
-    p.set_defaults(func=_simulate)
+    p.set_defaults(func=_run("simulate"))
 
 
 def _positive_int(text: str) -> int:
@@ -93,10 +96,15 @@ def _device_option(p, default: str | None = None, what: str = "compute") -> None
                    help=f"where to {what} ({shown}'auto': the GPU if there is one)")
 
 
-def _run_file_options(p, checkpoint_help: str) -> None:
-    p.add_argument("--config", type=Path, required=True, metavar="FILE",
-                   help="the run file the checkpoint was trained with")
-    p.add_argument("--checkpoint", type=Path, required=True, help=checkpoint_help)
+_OVERRIDES = ("any key of the run file can follow as an override, e.g. --train.rounds 4 "
+              "--simulation.dose 0.05 (see docs/CLI.md)")
+
+
+def _run_options(p, *, required: bool = True, out_help: str) -> None:
+    p.add_argument("--config", type=Path, required=required, metavar="FILE",
+                   help="run file (TOML; see docs/CLI.md)")
+    p.add_argument("--out", type=Path, default=None, help=out_help)
+    p.set_defaults(overrides_allowed=True)
 
 
 def _run(module: str):
@@ -112,22 +120,26 @@ def _run(module: str):
 
 def _add_demo(sub) -> None:
     p = sub.add_parser(
-        "demo", help="train a baseline and a LIDnet denoiser on phantoms, report both",
+        "demo", help="plain vs LIDnet fine-tuning of a pretrained denoiser on phantoms, reported",
         description=(
-            "Generate the built-in phantom set, pretrain a lesion detector, train a baseline "
-            "denoiser (pixel loss) and the same denoiser wrapped by LIDnet under the same budget, "
-            "evaluate both and the low-dose input on held-out slices, and write report.html, "
-            "metrics.json, run.json and the LIDnet denoiser as TorchScript (lidnet_denoiser.pt) "
-            "into --out. A few minutes on 2 CPU cores; --full runs a larger configuration "
-            "(meant for a GPU)."
+            "The shipped demo run (lidplug/pipeline/runs/demo.toml): built-in phantom slices at "
+            "a tenth of the normal dose; a shipped plain-pretrained RED-CNN is fine-tuned twice "
+            "from the same weights under the same budget, with the pixel loss (baseline) and "
+            "wrapped by LIDnet (lesion-detector feedback); the low-dose input, both arms and the "
+            "normal dose are scored on held-out slices against the noise-free phantom and by "
+            "two observer detectors no arm trained, with paired 95%% intervals. Writes "
+            "report.html, metrics.json, run.json and each arm's denoiser (TorchScript) into "
+            "--out. A few minutes on 2 CPU cores. " + _OVERRIDES + "."
         ),
     )
-    p.add_argument("--out", type=Path, default=Path("lidplug-demo"),
-                   help="output folder (default: ./lidplug-demo; the demo's files are replaced)")
+    _run_options(p, required=False,
+                 out_help="output folder (default: ./lidplug-demo; its files are replaced)")
     _device_option(p, "cpu", "train")
-    p.add_argument("--full", action="store_true",
-                   help="the larger configuration (128x128 slices, 10x the steps)")
-    p.add_argument("--seed", type=_seed, default=0, help="training seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="seed of the data streams and the training (default: the run file's)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="retrain the shipped pretrained models first (observers, starting "
+                        "denoiser and detector; tens of minutes on a CPU)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads (default: one per core; on a machine busy with other work "
                         "1 is often faster)")
@@ -137,43 +149,39 @@ def _add_demo(sub) -> None:
 
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="collaborative (LIDnet) training from a run file",
+        "train", help="train every arm of a run file",
         description=(
-            "Train a denoiser with lesion-detector feedback as the run file (TOML or JSON) says: "
-            "[data] (phantom, deeplesion or paired_dicom), [denoiser], [detector], [wrap] "
-            "(lidplug.WrapConfig) and [train] (lidplug.TrainConfig) tables; see docs/CLI.md. "
-            "Writes the checkpoint latest.pt, log.csv, history.json, a copy of the run file "
-            "and the trained denoiser as TorchScript (denoiser.pt) into --out."
+            "Train the arms of a run file (TOML): [data], [simulation], [denoiser], [detector], "
+            "[wrap] (lidplug.WrapConfig), [train] (lidplug.TrainConfig), [evaluate] and "
+            "[[arms]]; see docs/CLI.md. Each arm writes <out>/<arm>/: latest.pt (checkpoint), "
+            "log.csv, history.json and denoiser.pt (the denoiser alone, TorchScript); "
+            "<out>/run.json records the resolved run. " + _OVERRIDES + "."
         ),
     )
-    p.add_argument("--config", type=Path, required=True, metavar="FILE",
-                   help="run file (.toml or .json)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the run file's path without its suffix)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/latest.pt")
+    _run_options(p, out_help="output folder (default: the run file's path without its suffix)")
+    p.add_argument("--resume", action="store_true", help="continue each arm from its checkpoint")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again even if --out holds a checkpoint")
+                   help="start again even if --out holds checkpoints")
     _device_option(p)
     p.set_defaults(func=_run("train"))
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="metrics of a trained checkpoint on held-out data",
+        "evaluate", help="score the trained arms of a run file on held-out slices",
         description=(
-            "Evaluate the low-dose input and the checkpoint's denoised images against the "
-            "normal-dose images of the run file's held-out set ([evaluate] table; default: "
-            "DeepLesion's test split, or new phantoms): PSNR, SSIM, RMSE (HU), mAP@0.5 and "
-            "FROC of the checkpoint's detector, with 95%% bootstrap intervals. Prints a table; "
-            "--out writes metrics.json."
+            "Score the low-dose input, every trained arm of --out and the references on the "
+            "run's held-out slices (EVALUATION.md: RMSE inside the body, PSNR/SSIM on the "
+            "display window, lesion contrast recovery, observers' FROC, paired bootstrap "
+            "differences). Prints a table and writes metrics.json and report.html into --out. "
+            "--split validation scores the validation slices instead (for choices made while "
+            "developing a run; never tune on the test slices). " + _OVERRIDES + "."
         ),
     )
-    _run_file_options(p, "latest.pt written by 'lidplug train'")
-    p.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
-    p.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate only the first N held-out slices")
-    p.add_argument("--resamples", type=_positive_int, default=1000,
-                   help="bootstrap replicates (default: 1000)")
+    _run_options(p, out_help="the folder 'lidplug train' wrote (default: the run file's path "
+                             "without its suffix)")
+    p.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="which held-out slices (default: test)")
     _device_option(p, "cpu", "run the models")
     p.set_defaults(func=_run("evaluate"))
 
@@ -200,14 +208,17 @@ def _add_export(sub) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint's denoiser (TorchScript or torch.export)",
         description=(
-            "Export the denoiser of CHECKPOINT (built as the run file's [denoiser] table says) "
+            "Export the denoiser of --checkpoint (built as the run file's [denoiser] table says) "
             "to OUT: TorchScript for any suffix but .pt2, torch.export for .pt2. The file is "
             "verified against eager PyTorch before it is written; it runs without lidplug "
             "(torch.jit.load) and in C++ (libtorch)."
         ),
     )
     p.add_argument("output", metavar="OUT", type=Path, help="output file (.pt or .pt2)")
-    _run_file_options(p, "latest.pt of 'lidplug train' (or a denoiser state dict)")
+    p.add_argument("--config", type=Path, required=True, metavar="FILE",
+                   help="the run file the checkpoint was trained with (its [denoiser] model)")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="an arm's latest.pt of 'lidplug train' (or a denoiser state dict)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute dtype of the exported model (default: float32)")
     p.add_argument("--no-verify", action="store_true",
@@ -228,10 +239,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extra = _parser().parse_known_args(argv)
+    if extra and not getattr(args, "overrides_allowed", False):
+        raise CLIError(f"unrecognized arguments: {' '.join(extra)} (see 'lidplug "
+                       f"{args.command} --help')")
+    if extra and not extra[0].startswith("--"):
+        raise CLIError(f"expected run-file overrides as --section.key VALUE, got {extra[0]!r}")
+    args.overrides = extra
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         return int(args.func(args))
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0
@@ -241,185 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lidplug: interrupted (files already written are complete)", file=sys.stderr)
         return 130
-
-
-# ---- simulate ---------------------------------------------------------------------------------
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    src, out = args.input, args.output
-    if not src.exists():
-        raise CLIError(f"{src}: expected an input file or folder, got nothing there")
-    _check_output(src, out, args.overwrite)
-    failures: list[tuple[str, str]] = []
-    if src.is_file() and src.suffix.lower() == ".png":
-        target = out if out.suffix.lower() == ".png" else out / src.name
-        _simulate_png(src, target, src.name, args, failures=None)
-        written = 1
-    elif src.is_file():
-        written = _simulate_series(src, out, src.name, args, failures=None)
-    elif (src / "DL_info.csv").is_file() or (src / "Images_png").is_dir():
-        written = _simulate_deeplesion(src, out, args, failures)
-    else:
-        folders = _series_folders(src)
-        if not folders:
-            raise CLIError(f"{src}: expected DICOM files in the folder or below it, got none")
-        written = 0
-        for folder in folders:
-            rel = folder.relative_to(src)
-            written += _simulate_series(folder, out / rel, rel.as_posix(), args, failures)
-    print(f"lidplug simulate: wrote {written} file(s) to {out} (dose {args.dose:g}, {args.method})")
-    if failures:
-        print(f"lidplug simulate: {len(failures)} input(s) failed and were not written:",
-              file=sys.stderr)
-        for name, reason in failures:
-            print(f"  {name}: {reason}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _check_output(src: Path, out: Path, overwrite: bool) -> None:
-    s, o = src.resolve(), out.resolve()
-    # A file's folder counts as input too: a derived series mixed into it would spoil it.
-    folder = o.parent if src.is_file() and out.suffix.lower() == ".png" else o
-    if o == s or (src.is_dir() and s in o.parents) or (src.is_file() and folder == s.parent):
-        raise CLIError(f"{out}: expected an output outside the input {src} and its folder, got "
-                       "a path inside (refusing to write into the input)")
-    if o.is_file() and out.suffix.lower() != ".png":
-        raise CLIError(f"{out}: expected an output folder, got an existing file")
-    exists = o.is_file() or (o.is_dir() and any(o.iterdir()))
-    if exists and not overwrite:
-        raise CLIError(f"{out}: already exists and is not empty "
-                       "(pass --overwrite to write into it)")
-
-
-def _low_dose(hu, key: str, args: argparse.Namespace, spacing: float | None):
-    from lidplug.data.sample import derive_seed
-    from lidplug.simulation import simulate_low_dose
-
-    # Noise depends on the attenuation path in cm, so the pixel size matters; unknown -> default.
-    options = {} if spacing is None else {"pixel_spacing": spacing}
-    return simulate_low_dose(hu, args.dose, method=args.method, seed=derive_seed(args.seed, key),
-                             **options)
-
-
-def _simulate_png(src: Path, target: Path, key: str, args, failures, spacing=None) -> bool:
-    from lidplug.data.png import read_png_hu, write_png_hu
-
-    try:
-        low = _low_dose(read_png_hu(src), key, args, spacing)
-        write_png_hu(low, target, overwrite=args.overwrite)
-    except (OSError, ValueError) as err:
-        _fail(failures, key, f"cannot convert {src}", err)
-        return False
-    return True
-
-
-def _fail(failures: list[tuple[str, str]] | None, key: str, what: str, err: Exception) -> None:
-    """Record one input's failure; with no list (a single input file) it is the command's."""
-    if failures is None:
-        raise CLIError(f"{what}: {err}".replace("\n", " ")) from None
-    failures.append((key, str(err).replace("\n", " ")))
-
-
-def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
-    pngs = sorted((src / "Images_png").rglob("*.png")) if (src / "Images_png").is_dir() else []
-    if not pngs:
-        raise CLIError(f"{src}: expected DeepLesion slices in Images_png/<series>/<slice>.png, "
-                       "got none")
-    spacing = {}  # series folder -> column spacing, as DeepLesionDataset passes it
-    if (src / "DL_info.csv").is_file():
-        from lidplug.data.deeplesion import read_dl_info
-
-        try:
-            records = read_dl_info(src / "DL_info.csv")
-        except ValueError as err:
-            raise CLIError(str(err)) from None
-        spacing = {rec["image"].rpartition("/")[0]: rec["spacing"][1] for rec in records}
-    written = 0
-    for png in pngs:
-        key = png.relative_to(src).as_posix()  # the same key DeepLesionDataset seeds with
-        written += _simulate_png(png, out / key, key, args, failures,
-                                 spacing.get(key.rpartition("/")[0]))
-    if (src / "DL_info.csv").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / "DL_info.csv", out / "DL_info.csv")
-    return written
-
-
-def _series_folders(root: Path) -> list[Path]:
-    """``root`` and every folder below it that directly holds image files (see :func:`_inputs`)."""
-    folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
-    return [f for f in folders if _inputs(f)]
-
-
-def _inputs(folder: Path) -> list[Path]:
-    """Files of ``folder`` that may hold images: hidden files and DICOMDIR indexes left out."""
-    return sorted(c for c in folder.iterdir() if c.is_file() and not c.name.startswith(".")
-                  and c.name.upper() != "DICOMDIR")
-
-
-def _series_uids(folder: Path) -> list[str]:
-    """SeriesInstanceUIDs found in the files of ``folder`` (unparsable files are ignored here:
-    reading the series reports them)."""
-    import pydicom
-
-    uids = set()
-    for file in _inputs(folder):
-        try:
-            ds = pydicom.dcmread(file, specific_tags=["SeriesInstanceUID"],
-                                 stop_before_pixels=True)
-            uids.add(str(ds.get("SeriesInstanceUID") or ""))
-        except Exception:  # pydicom raises many types on non-DICOM files
-            continue
-    return sorted(uids)
-
-
-def _simulate_series(src: Path, out: Path, key: str, args, failures) -> int:
-    """Simulate a DICOM file or folder; a folder of several series gives ``out/<SeriesUID>/``."""
-    uids = _series_uids(src) if src.is_dir() else []
-    if len(uids) <= 1:
-        return _simulate_one_series(src, None, out, key, args, failures)
-    written = 0
-    for series_uid in uids:
-        written += _simulate_one_series(src, series_uid, out / series_uid,
-                                        f"{key}/{series_uid}", args, failures)
-    return written
-
-
-def _simulate_one_series(src: Path, series_uid: str | None, out: Path, key: str, args,
-                         failures) -> int:
-    import torch
-
-    from lidplug.io import read_dicom, write_dicom
-
-    try:
-        with warnings.catch_warnings():  # skipped files are reported in our own list instead
-            warnings.simplefilter("ignore")
-            image, meta = read_dicom(src, series_uid=series_uid)
-    except (OSError, ValueError) as err:
-        _fail(failures, key, f"cannot read {src}", err)
-        return 0
-    # One seed per slice (not per series): a slice's noise does not depend on its neighbours.
-    spacing = None if meta.pixel_spacing is None else meta.pixel_spacing[1]
-    try:
-        low = torch.cat([_low_dose(image[k : k + 1], f"{key}#{k}", args, spacing)
-                         for k in range(len(image))])
-    except ValueError as err:  # images the simulation refuses (too small, pixels too large...)
-        _fail(failures, key, f"cannot simulate {src}", err)
-        return 0
-    if failures is not None:
-        # With several series, every read of the folder skips the same files: list them once.
-        folder_key = key if series_uid is None else key.rpartition("/")[0]
-        for p, reason in meta.skipped:
-            if (f"{folder_key}/{p.name}", reason) not in failures:
-                failures.append((f"{folder_key}/{p.name}", reason))
-    description = f"lidplug simulated {args.dose:g} dose ({args.method})"
-    try:
-        return len(write_dicom(low, meta, out, description=description, overwrite=args.overwrite))
-    except (OSError, ValueError) as err:
-        _fail(failures, key, f"cannot write {out}", err)
-        return 0
 
 
 if __name__ == "__main__":

@@ -1,25 +1,37 @@
-"""``lidplug demo``: :func:`lidplug.experiments.run_demo` with a summary table at the end."""
+"""``lidplug demo``: the shipped demo run, trained, evaluated and reported."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from lidplug.cli import CLIError
-from lidplug.commands._common import check_device, user_errors
+from lidplug.commands._common import user_errors
+from lidplug.commands._run import read_run
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out.exists() and not args.out.is_dir():  # before the heavy imports: fails fast
-        raise CLIError(f"--out {args.out}: expected a folder, got an existing file")
-    from lidplug.experiments import format_summary, preset, run_demo
+    import time
 
-    device = check_device(args.device)
+    from lidplug.pipeline import DEMO_RUN, format_summary, retrain_pretrained
+    from lidplug.pipeline import run as run_pipeline
+
+    if args.out is None:
+        args.out = Path("lidplug-demo")
+    if args.seed is not None:
+        args.overrides = ["--data.seed", str(args.seed), "--train.seed", str(args.seed),
+                          *args.overrides]
+    if args.threads is not None:
+        args.overrides += ["--threads", str(args.threads)]
+    if args.quiet:
+        args.overrides += ["--train.progress", "false"]
+    spec, folder, out = read_run(args, config=DEMO_RUN)
+    progress = spec.train.progress
+    start = time.perf_counter()
     with user_errors():
-        cfg = preset("full" if args.full else "quick", device=device, seed=args.seed,
-                     threads=args.threads, progress=not args.quiet)
-    result = run_demo(cfg, args.out)
-    print(format_summary(result["metrics"]))
-    print(f"\nwall time {result['timings']['total']:.0f} s; wrote:")
-    for path in result["files"].values():
-        print(f"  {path}")
+        if args.from_scratch:
+            retrain_pretrained(spec, out, progress=progress)
+        _, evaluation = run_pipeline(spec, out, folder, progress=progress)
+    print(format_summary(evaluation.metrics))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; wrote {out / 'report.html'}, "
+          f"{out / 'metrics.json'}, {out / 'run.json'} and each arm's denoiser.pt")
     return 0

@@ -5,25 +5,25 @@ from __future__ import annotations
 import argparse
 
 from lidplug.cli import CLIError
-from lidplug.commands._common import load_config, user_errors
+from lidplug.commands._common import user_errors
 
 
 def run(args: argparse.Namespace) -> int:
     from lidplug.deploy import ExportError, export
+    from lidplug.pipeline import build_model, dump_run, load_run
 
     if not args.checkpoint.is_file():
         raise CLIError(f"--checkpoint {args.checkpoint}: expected a checkpoint file, got nothing "
                        "there")
     if args.output.exists() and not args.overwrite:
         raise CLIError(f"{args.output}: already exists (pass --overwrite to replace it)")
-    rc = load_config(args.config)
     with user_errors():
-        denoiser = rc.build_denoiser()
+        spec, folder = load_run(args.config, args.overrides)
+        denoiser = build_model(spec.denoiser, "denoiser", folder, weights=False)
     try:
         with user_errors():
             meta = export(denoiser, args.output, checkpoint=args.checkpoint, dtype=args.dtype,
-                          config={"denoiser": rc.denoiser, "wrap": rc.wrap, "train": rc.train},
-                          verify=not args.no_verify)
+                          config={"run": dump_run(spec)}, verify=not args.no_verify)
     except ExportError as err:
         raise CLIError(f"cannot export: {err}".replace("\n", " ")) from None
     print(f"lidplug export: wrote {args.output} ({meta['archive']}, {meta['method']}, "

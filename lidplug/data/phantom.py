@@ -15,6 +15,12 @@ normal went through the same reconstruction (its slight blur and edge ripple inc
 by dose only, as clinical pairs do: a denoiser learns to remove noise, not to undo the
 reconstruction. ``normal_dose=None`` returns the noise-free phantom as ``normal`` instead.
 
+Evaluation references (:meth:`PhantomDataset.reference`): the noise-free phantom itself (the
+reference of every image metric: the normal-dose slice is noisy too), its noise-free
+reconstruction (the best a denoiser trained on these pairs can reach: the reconstruction's own
+blur and edge ripple stay), and a low-dose simulation of the same slice without its lesions
+(same dose, independent noise), for signal-known-exactly model observers.
+
 Determinism. Sample ``i`` depends only on the constructor arguments and ``i``: every random draw
 comes from generators seeded by :func:`lidplug.data.derive_seed` ``(seed, i, stream)``, never from
 global state, so it is identical across runs, processes and DataLoader workers.
@@ -194,21 +200,43 @@ class PhantomDataset(LesionDataset):
             rng, size=self.size, spacing=self.spacing, num_lesions=count, lesions=self.lesions
         )
 
-    def _make_sample(self, index: int) -> dict[str, Any]:
+    def _simulate(self, image: Tensor, dose: float, spacing: float, stream: int | None,
+                  index: int) -> Tensor:
         from lidplug.simulation import simulate_low_dose
 
+        # The simulator needs the pixel size: noise depends on the attenuation path in cm.
+        options = {"method": "full", "pixel_spacing": spacing, **self.simulate_kwargs}
+        if stream is None:
+            return simulate_low_dose(image.unsqueeze(0), dose, noise=False, **options)[0]
+        return simulate_low_dose(image.unsqueeze(0), dose,
+                                 seed=derive_seed(self.seed, index, stream), **options)[0]
+
+    def reference(self, index: int) -> dict[str, Any]:
+        """The evaluation references of sample ``index`` (see the module docstring), in HU.
+
+        Returns:
+            dict with ``phantom`` (:class:`Phantom`, the noise-free truth with its masks),
+            ``noise_free`` (``Tensor[1, H, W]`` its noise-free reconstruction) and
+            ``lesion_free_low`` (``Tensor[1, H, W]`` the lesion-free slice at the sample's
+            dose, independent noise).
+        """
+        ph = self.phantom(index)
+        return {
+            "phantom": ph,
+            "noise_free": self._simulate(ph.hu, 1.0, ph.spacing, None, index).unsqueeze(0),
+            "lesion_free_low": self._simulate(ph.background, self._dose(index), ph.spacing, 4,
+                                              index).unsqueeze(0),
+        }
+
+    def _make_sample(self, index: int) -> dict[str, Any]:
         ph = self.phantom(index)
         clean = ph.hu.unsqueeze(0)
         dose = self._dose(index)
-        # The simulator needs the pixel size: noise depends on the attenuation path in cm.
-        options = {"method": "full", "pixel_spacing": ph.spacing, **self.simulate_kwargs}
-        low = simulate_low_dose(clean, dose, seed=derive_seed(self.seed, index, 1), **options)
+        low = self._simulate(ph.hu, dose, ph.spacing, 1, index).unsqueeze(0)
         if self.normal_dose is None:
             normal = clean
         else:
-            normal = simulate_low_dose(
-                clean, self.normal_dose, seed=derive_seed(self.seed, index, 2), **options
-            )
+            normal = self._simulate(ph.hu, self.normal_dose, ph.spacing, 2, index).unsqueeze(0)
         labels = [self._lesion_label(HOST_TISSUES[t][1]) for t in ph.hosts]
         meta = {
             "id": f"phantom-{self.seed}-{index}",

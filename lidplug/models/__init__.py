@@ -8,11 +8,16 @@ of :class:`lidplug.data.HUWindow` (HU ``[-1024, 3072]`` -> ``[0, 1]``) and is sc
 * :class:`DnCNN` (``"dncnn"``): Zhang et al., IEEE TIP 2017.
 * :class:`UNet` (``"unet"``): Ronneberger et al., MICCAI 2015, with a global residual.
 
+Each works internally on standardised inputs (water at 0, 409.6 HU per unit) and starts as the
+identity (a zero-initialised residual head): :mod:`lidplug.models._common` gives the measured
+reasons. :class:`Standardized` gives a denoiser of your own the same units.
+
 ``create_denoiser("redcnn", channels=48)`` builds one by name; ``list_denoisers()`` lists the
 names. Third-party denoisers need no adapter and no registration: any ``nn.Module`` with the
 same input/output contract can be trained with lidplug.
 """
 
+from lidplug.models._common import Standardized
 from lidplug.models._registry import create_denoiser, list_denoisers, register_denoiser
 from lidplug.models.dncnn import DnCNN
 from lidplug.models.redcnn import REDCNN
@@ -21,6 +26,7 @@ from lidplug.models.unet import UNet
 __all__ = [
     "REDCNN",
     "DnCNN",
+    "Standardized",
     "UNet",
     "create_denoiser",
     "list_denoisers",

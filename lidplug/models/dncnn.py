@@ -8,13 +8,24 @@ As in the paper: ``depth`` 3x3 convolutions (17 by default) with 64 channels; th
 by ReLU, the middle ones by batch norm and ReLU, the last maps to one channel. The network
 predicts the noise and subtracts it from the input (residual learning). Zero padding keeps the
 image size, so any ``H, W`` works.
+
+As for every reference model (reasons measured in :mod:`lidplug.models._common`), the body runs
+on standardised inputs ``(x - center) / scale`` and predicts the noise in those units, and its
+last convolution starts at zero, so the untrained model is the identity.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lidplug.models._common import check_image_batch, check_positive_int
+from lidplug.models._common import (
+    DEFAULT_CENTER,
+    DEFAULT_SCALE,
+    check_image_batch,
+    check_positive_int,
+    check_units,
+    zero_init_,
+)
 from lidplug.models._registry import register_denoiser
 
 __all__ = ["DnCNN"]
@@ -27,13 +38,17 @@ class DnCNN(nn.Module):
     Args:
         depth: number of conv layers, >= 2 (17 in the paper).
         channels: feature channels of the hidden layers (64 in the paper).
+        center, scale: input standardisation (defaults: water and 409.6 HU in
+            :class:`~lidplug.data.HUWindow` units).
 
     Shape:
         input ``[B, 1, H, W]`` in normalised window units; output the same.
     """
 
-    def __init__(self, depth: int = 17, channels: int = 64) -> None:
+    def __init__(self, depth: int = 17, channels: int = 64, center: float = DEFAULT_CENTER,
+                 scale: float = DEFAULT_SCALE) -> None:
         super().__init__()
+        self.center, self.scale = check_units("DnCNN", center, scale)
         self.depth = check_positive_int("DnCNN", "depth", depth, minimum=2)
         self.channels = c = check_positive_int("DnCNN", "channels", channels)
         layers: list[nn.Module] = [nn.Conv2d(1, c, 3, padding=1), nn.ReLU(inplace=True)]
@@ -41,13 +56,14 @@ class DnCNN(nn.Module):
             # No conv bias where batch norm follows: its shift makes the bias redundant.
             layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
                        nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(c, 1, 3, padding=1))
+        layers.append(zero_init_(nn.Conv2d(c, 1, 3, padding=1)))
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         """Denoise ``x`` ``[B, 1, H, W]``; returns ``[B, 1, H, W]``."""
         check_image_batch(x, "DnCNN", 1)
-        return x - self.body(x)
+        return x - self.scale * self.body((x - self.center) / self.scale)
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}, channels={self.channels}"
+        return (f"depth={self.depth}, channels={self.channels}, center={self.center:g}, "
+                f"scale={self.scale:g}")

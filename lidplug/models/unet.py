@@ -10,6 +10,10 @@ output), and a 1x1 head predicts a correction added to the input (global residua
 network learns the noise rather than the image. An input whose size is not a multiple of the
 total stride ``2**depth`` is padded on the bottom/right by edge replication and the output cropped
 back, so any ``H, W`` works.
+
+As for every reference model (reasons measured in :mod:`lidplug.models._common`), the network
+runs on standardised inputs ``(x - center) / scale`` and its 1x1 head, which predicts the
+correction in those units, starts at zero, so the untrained model is the identity.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lidplug.models._common import check_image_batch, check_positive_int
+from lidplug.models._common import (
+    DEFAULT_CENTER,
+    DEFAULT_SCALE,
+    check_image_batch,
+    check_positive_int,
+    check_units,
+    zero_init_,
+)
 from lidplug.models._registry import register_denoiser
 
 __all__ = ["UNet"]
@@ -55,13 +66,17 @@ class UNet(nn.Module):
     Args:
         base_channels: channels at full resolution; doubled at each level down.
         depth: number of 2x downsamplings (the total stride is ``2**depth``).
+        center, scale: input standardisation (defaults: water and 409.6 HU in
+            :class:`~lidplug.data.HUWindow` units).
 
     Shape:
         input ``[B, 1, H, W]`` in normalised window units, any ``H, W``; output the same.
     """
 
-    def __init__(self, base_channels: int = 32, depth: int = 3) -> None:
+    def __init__(self, base_channels: int = 32, depth: int = 3, center: float = DEFAULT_CENTER,
+                 scale: float = DEFAULT_SCALE) -> None:
         super().__init__()
+        self.center, self.scale = check_units("UNet", center, scale)
         b = check_positive_int("UNet", "base_channels", base_channels)
         self.depth = check_positive_int("UNet", "depth", depth)
         self.base_channels = b
@@ -75,7 +90,7 @@ class UNet(nn.Module):
         # Deepest level first, the order forward() consumes them.
         self.up = nn.ModuleList([_Up(widths[level + 1], widths[level])
                                  for level in reversed(range(depth))])
-        self.head = nn.Conv2d(b, 1, 1)
+        self.head = zero_init_(nn.Conv2d(b, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         """Denoise ``x`` ``[B, 1, H, W]``; returns ``[B, 1, H, W]``."""
@@ -84,7 +99,8 @@ class UNet(nn.Module):
         pad_h = (self.stride - h % self.stride) % self.stride
         pad_w = (self.stride - w % self.stride) % self.stride
         # Replicate (not zero) padding: a zero border would be an artificial -1024 HU edge.
-        y = F.pad(x, [0, pad_w, 0, pad_h], mode="replicate") if pad_h or pad_w else x
+        z = (x - self.center) / self.scale
+        y = F.pad(z, [0, pad_w, 0, pad_h], mode="replicate") if pad_h or pad_w else z
         skips: list[Tensor] = []
         for block in self.down:
             y = block(y)
@@ -93,7 +109,8 @@ class UNet(nn.Module):
         y = self.bottleneck(y)
         for block in self.up:
             y = block(y, skips.pop())
-        return x + self.head(y)[:, :, :h, :w]
+        return x + self.scale * self.head(y)[:, :, :h, :w]
 
     def extra_repr(self) -> str:
-        return f"base_channels={self.base_channels}, depth={self.depth}"
+        return (f"base_channels={self.base_channels}, depth={self.depth}, "
+                f"center={self.center:g}, scale={self.scale:g}")

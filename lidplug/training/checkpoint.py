@@ -6,7 +6,9 @@ optimisers and schedulers, the gradient scaler, and the generator states of ever
 
 Atomic write: the file is written under a temporary name in the same folder, flushed to disk, and
 renamed over the old one (``os.replace`` is atomic on POSIX and Windows), so a process killed
-mid-write leaves the previous checkpoint intact, never a truncated one.
+mid-write leaves the previous checkpoint intact, never a truncated one. The temporary files such
+a kill leaves behind (``.latest.pt.<pid>.tmp``, as large as a checkpoint) are removed by the next
+successful write.
 """
 
 from __future__ import annotations
@@ -37,12 +39,29 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by killed writers
+        pid = stale.name[len(path.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:  # make the rename itself durable
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return path
+
+
+def _alive(pid: int) -> bool:
+    # Another process still writing its own temporary file must keep it.
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -60,7 +60,10 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; training stopped before applying it."""
 
 
-def _optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, module: nn.Module, lr: float) -> torch.optim.Optimizer | None:
+    params = list(module.parameters())
+    if not params:  # e.g. nn.Identity as the denoiser of a detector-only run: nothing to learn
+        return None
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -69,6 +72,8 @@ def _optimizer(cfg: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
 
 
 def _scheduler(cfg: TrainConfig, optimizer, updates: int):
+    if optimizer is None:
+        return None
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(updates, 1))
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
@@ -93,7 +98,9 @@ class CollaborativeTrainer:
 
     Attributes:
         step: steps done so far.
-        history: one dict of terms per step done by this process in this run (local values).
+        history: one dict per step done (this process's values): ``step`` (1-based), ``phase``
+            and the logged terms. A resumed run starts with the history in its checkpoint, so
+            it always covers every step from the first.
     """
 
     def __init__(self, model: LesionAwareDenoiser, dataset: Dataset,
@@ -112,10 +119,16 @@ class CollaborativeTrainer:
         model.to(self.device)
 
         self.optimizers = {
-            "denoiser": _optimizer(cfg, model.denoiser.parameters(), cfg.lr_denoiser),
-            "detector": _optimizer(cfg, model.detector.parameters(), cfg.lr_detector),
+            "denoiser": _optimizer(cfg, model.denoiser, cfg.lr_denoiser),
+            "detector": _optimizer(cfg, model.detector, cfg.lr_detector),
         }
         updates = updates_per_model(self.schedule)
+        idle = [k for k, opt in self.optimizers.items() if opt is None and updates[k]]
+        if idle:
+            raise ValueError(f"config: the schedule updates the {idle[0]} for {updates[idle[0]]} "
+                             f"steps, but {type(getattr(model, idle[0])).__name__} has no "
+                             "parameters; expected a model that can learn, or a schedule "
+                             "without its phases")
         self.schedulers = {k: _scheduler(cfg, opt, updates[k])
                            for k, opt in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
@@ -173,10 +186,13 @@ class CollaborativeTrainer:
             "wrap_config": self.model.config.to_dict(),
             "denoiser": self.model.denoiser.state_dict(),
             "detector": self.model.detector.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()
+                           if o is not None},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()
+                           if s is not None},
             "scaler": self.scaler.state_dict(),
             "world": self.dist.world,
+            "history": list(self.history),
         }
 
     def save(self) -> Path | None:
@@ -195,11 +211,13 @@ class CollaborativeTrainer:
         self.model.denoiser.load_state_dict(state["denoiser"])
         self.model.detector.load_state_dict(state["detector"])
         for k in _MODELS:
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
-            self.schedulers[k].load_state_dict(state["schedulers"][k])
+            if self.optimizers[k] is not None:
+                self.optimizers[k].load_state_dict(state["optimizers"][k])
+                self.schedulers[k].load_state_dict(state["schedulers"][k])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
+        self.history = list(state.get("history", []))[: self.step]
         rng = state["rng"]
         if len(rng) == self.dist.world:
             set_rng_state(rng[self.dist.rank])
@@ -289,7 +307,7 @@ class CollaborativeTrainer:
     def _train_step(self, phase: str, batch: dict[str, Any]) -> dict[str, float]:
         self._enter_phase(phase)
         learners = LEARNERS[phase]
-        optimizers = [self.optimizers[k] for k in learners]
+        optimizers = [self.optimizers[k] for k in learners]  # not None: checked at construction
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         low, normal, targets = _to_device(batch, self.device)
@@ -360,8 +378,8 @@ class CollaborativeTrainer:
             while self.step < end:
                 phase = phase_at(self.schedule, self.step)
                 terms = self._train_step(phase, next(batches))
-                self.history.append(terms)
                 self.step += 1
+                self.history.append({"step": self.step, "phase": phase, **terms})
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     logger.log(self.step, phase, self.dist.mean(terms))
                 logger.advance(phase, terms)

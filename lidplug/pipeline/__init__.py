@@ -1,0 +1,64 @@
+"""One run description, one pipeline: what ``lidplug train``, ``evaluate`` and ``demo`` run.
+
+* :class:`RunSpec` and :func:`load_run`: the nested description (data, simulation, denoiser,
+  detector, wrap, train, evaluate, arms), read from a TOML run file plus ``--key value``
+  overrides (:mod:`lidplug.pipeline.spec`).
+* :func:`train`, :func:`evaluate`, :func:`run`: the stages (:mod:`lidplug.pipeline.run`);
+  :func:`retrain_pretrained` regenerates the shipped models a run starts from.
+* :data:`DEMO_RUN`: the shipped run of ``lidplug demo`` (two arms: plain and LIDnet).
+
+Example::
+
+    from lidplug.pipeline import load_run, run
+    spec, folder = load_run("my_run.toml", ["--train.rounds", "2"])
+    arms, evaluation = run(spec, "runs/my_run", folder)
+    evaluation.metrics["lidnet_minus_baseline"]["lesion_contrast_recovery"]
+"""
+
+from pathlib import Path
+
+from lidplug.pipeline.build import build_model
+from lidplug.pipeline.data import HeldOut, held_out, make_split
+from lidplug.pipeline.evaluate import Evaluation
+from lidplug.pipeline.outputs import format_summary, verdicts
+from lidplug.pipeline.run import comparator, evaluate, retrain_pretrained, run, train
+from lidplug.pipeline.spec import (
+    ArmSpec,
+    DataSpec,
+    EvaluateSpec,
+    ModelSpec,
+    RunSpec,
+    SimulationSpec,
+    dump_run,
+    load_run,
+)
+from lidplug.pipeline.train import ArmResult, checkpoint_of
+
+#: The run file of ``lidplug demo``.
+DEMO_RUN = Path(__file__).resolve().parent / "runs" / "demo.toml"
+
+__all__ = [
+    "DEMO_RUN",
+    "ArmResult",
+    "ArmSpec",
+    "DataSpec",
+    "EvaluateSpec",
+    "Evaluation",
+    "HeldOut",
+    "ModelSpec",
+    "RunSpec",
+    "SimulationSpec",
+    "build_model",
+    "checkpoint_of",
+    "comparator",
+    "dump_run",
+    "evaluate",
+    "format_summary",
+    "held_out",
+    "load_run",
+    "make_split",
+    "retrain_pretrained",
+    "run",
+    "train",
+    "verdicts",
+]

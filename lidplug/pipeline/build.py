@@ -1,0 +1,153 @@
+"""Models from :class:`~lidplug.pipeline.spec.ModelSpec`: import path, arguments, weights.
+
+A run file names any denoiser or detector by import path (a class, or a function returning a
+module such as a torchvision builder) with its keyword arguments, and optionally weights to
+start from: a state dict or a ``lidplug train`` checkpoint, read with ``weights_only=True`` (a
+file cannot run code when it is opened) and checked against a SHA-256 when one is given. Shipped
+models (:mod:`lidplug.zoo`) always are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lidplug.pipeline.spec import ModelSpec
+from lidplug.zoo import pretrained_info, sha256_of
+
+__all__ = ["build_model", "resolve_callable", "resolve_path"]
+
+ROLES = ("denoiser", "detector")
+
+
+def resolve_callable(class_path: str, where: str):
+    """Import ``package.module.Name`` (a class or a function)."""
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name or not name:
+        raise ValueError(f"{where}.class_path: expected \"package.module.Name\", got "
+                         f"{class_path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"{where}.class_path: cannot import {module_name!r} ({err})") from None
+    target = getattr(module, name, None)
+    if target is None or not callable(target):
+        raise ValueError(f"{where}.class_path: expected a class or function {name!r} in "
+                         f"{module_name}, got {'nothing' if target is None else type(target)}")
+    return target
+
+
+def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
+        return
+    try:
+        signature.bind(**init_args)
+    except TypeError as err:
+        accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise ValueError(f"{where}.init_args: {err}; {getattr(factory, '__name__', factory)} "
+                         f"accepts {accepted}") from None
+
+
+def resolve_path(path: str, folder: Path | None) -> Path:
+    """``path`` relative to the run file's folder (or as given when absolute / no folder)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or folder is None else folder / p
+
+
+def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"{where}.weights: expected a weights file, got nothing at {path}")
+    if sha256 is not None and (actual := sha256_of(path)) != sha256:
+        raise ValueError(f"{where}.weights: {path} has SHA-256 {actual}, expected {sha256} "
+                         "(a changed or damaged file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{where}.weights: {path} holds Python objects that a weights-only "
+                         f"load refuses ({str(err).splitlines()[0]}); expected a state dict") \
+            from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{where}.weights: {path} is not a torch.save file "
+                         f"({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{where}.weights: expected a state dict in {path}, got "
+                         f"{type(state).__name__}")
+    # A 'lidplug train' checkpoint holds both models: take this role's.
+    inner = state.get(role)
+    if isinstance(inner, Mapping):
+        state = inner
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{where}.weights: expected a state dict of tensors (or a checkpoint "
+                         f"with a {role!r} entry) in {path}, got keys {sorted(state)[:8]}")
+    return state
+
+
+def _load_state(model: nn.Module, state: Mapping[str, Any], where: str, path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [f"{name} {keys[:4]}{'...' if len(keys) > 4 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("other shape", wrong)) if keys]
+        raise ValueError(f"{where}.weights: {path} does not fit the model "
+                         f"{type(model).__name__} ({'; '.join(parts)}); expected weights "
+                         "saved from this class with these init_args")
+    model.load_state_dict(state)
+
+
+def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
+                where: str | None = None, weights: bool = True) -> nn.Module:
+    """Build the model ``spec`` describes and load its weights.
+
+    Args:
+        spec: the description.
+        role: ``"denoiser"`` or ``"detector"`` (which entry of a training checkpoint to read).
+        folder: relative ``weights`` paths resolve against it (the run file's folder).
+        where: the spec's name in messages (default: ``role``).
+        weights: False builds the model without loading weights (``--from-scratch``).
+
+    Returns:
+        The module, on the CPU, in training mode.
+
+    Raises:
+        ValueError: an import path that does not resolve, arguments the class does not take, a
+            result that is not an ``nn.Module``, weights that are missing, damaged (SHA-256),
+            unsafe to unpickle or that do not fit the model.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role: expected one of {ROLES}, got {role!r}")
+    where = where or role
+    if spec.pretrained is not None:
+        info = pretrained_info(spec.pretrained)
+        if info["role"] != role:
+            raise ValueError(f"{where}.pretrained: {spec.pretrained!r} is a {info['role']}, "
+                             f"expected a {role}")
+        class_path, init_args = info["class_path"], dict(info["init_args"])
+        path, sha256 = info["path"], info["sha256"]
+    else:
+        class_path, init_args = spec.class_path, dict(spec.init_args)
+        path = None if spec.weights is None else resolve_path(spec.weights, folder)
+        sha256 = spec.sha256
+    factory = resolve_callable(class_path, where)
+    _check_args(factory, init_args, where)
+    try:
+        model = factory(**init_args)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {class_path}({init_args}) failed: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{where}.class_path: expected {class_path} to give an nn.Module, got "
+                         f"{type(model).__name__}")
+    if weights and path is not None:
+        _load_state(model, _read_state(path, role, where, sha256), where, path)
+    return model.train()

@@ -1,0 +1,162 @@
+"""The run's data: train / validation / test splits, and the held-out set with its references.
+
+Splits never overlap. Phantom splits draw from independent seed streams of ``data.seed``
+(``derive_seed(seed, "train")``, ``"validation"``, ``"test"``), so the test slices are not the
+slices anything was trained or tuned on; the shipped pretrained models were trained on yet other
+streams (their run files use another ``data.seed``). DeepLesion splits by its own
+Train_Val_Test column, paired DICOM by folder (``root``, ``validation_root``, ``test_root``).
+
+Every dataset yields HU; the models see the window (:class:`lidplug.data.HUWindow`) through the
+dataset transform. The held-out split is materialised once as tensors (:class:`HeldOut`) with
+what the evaluation needs: for phantoms the noise-free truth, its noise-free reconstruction, the
+body and lesion masks, and the lesion-free low-dose twins of the model observer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from lidplug.data import HUWindow, MapImages, Tissue, collate, derive_seed
+from lidplug.metrics import LesionRegion, lesion_regions
+from lidplug.pipeline.build import resolve_path
+from lidplug.pipeline.spec import RunSpec
+
+__all__ = ["SPLITS", "HeldOut", "held_out", "make_split"]
+
+SPLITS = ("train", "validation", "test")
+
+
+def _phantom(spec: RunSpec, split: str, window: HUWindow):
+    from lidplug.data import PhantomDataset
+
+    data, sim = spec.data, spec.simulation
+    simulate = {"i0": sim.i0} if sim.views is None else {"i0": sim.i0, "views": sim.views}
+    return PhantomDataset(
+        getattr(data, split), size=data.size, spacing=data.spacing, dose=sim.dose,
+        normal_dose=sim.normal_dose, seed=derive_seed(data.seed, split),
+        lesion_free_fraction=data.lesion_free_fraction, max_lesions=data.max_lesions,
+        lesions=data.lesions, transform=MapImages(window),
+        cache="memory" if data.cache is None else data.cache, simulate_kwargs=simulate)
+
+
+def _real(spec: RunSpec, split: str, window: HUWindow, folder: Path | None) -> Dataset:
+    from lidplug.data import DeepLesionDataset, PairedDicomDataset
+
+    data, sim = spec.data, spec.simulation
+    options = {**data.options, "transform": MapImages(window)}
+    if data.kind == "deeplesion":
+        root = resolve_path(data.root, folder)
+        cls = DeepLesionDataset
+        options.update(split={"validation": "val"}.get(split, split), dose=sim.dose)
+        if sim.method is not None:
+            options["simulate_kwargs"] = {**options.get("simulate_kwargs", {}),
+                                          "method": sim.method}
+    else:
+        name = {"train": "root", "validation": "validation_root", "test": "test_root"}[split]
+        if getattr(data, name) is None:
+            raise ValueError(f"data.{name}: expected the folder of the {split} patients for "
+                             "kind 'paired_dicom', got none")
+        root = resolve_path(getattr(data, name), folder)
+        cls = PairedDicomDataset
+        options.setdefault("dose", sim.dose)
+    if not root.is_dir():
+        raise ValueError(f"data: expected a dataset folder, got {str(root)!r} (missing)")
+    try:
+        dataset = cls(root, **options)
+    except TypeError as err:  # an option the class does not take
+        raise ValueError(f"data.options: {err}") from None
+    limit = getattr(data, split)
+    if limit is not None and limit < len(dataset):
+        dataset = Subset(dataset, range(limit))
+    return dataset
+
+
+def make_split(spec: RunSpec, split: str, folder: Path | None = None,
+               window: HUWindow | None = None) -> Dataset:
+    """One split of the run's data, in the models' window (default :class:`HUWindow`)."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    window = window or HUWindow()
+    if spec.data.kind == "phantom":
+        return _phantom(spec, split, window)
+    return _real(spec, split, window, folder)
+
+
+@dataclass
+class HeldOut:
+    """A held-out split as tensors, with the evaluation's references.
+
+    Attributes:
+        low, normal: ``Tensor[N, 1, H, W]`` in the window's units.
+        targets: per slice ``dict(boxes, labels)``.
+        window: the :class:`HUWindow` the images are in.
+        truth: ``Tensor[N, 1, H, W]`` HU, the noise-free phantom (None for real data: the
+            normal-dose slice is then the only reference).
+        noise_free: ``Tensor[N, 1, H, W]`` HU, the truth's noise-free reconstruction, or None.
+        body: ``Tensor[N, 1, H, W]`` bool, pixels inside the patient.
+        regions: the lesions with their masks and background rings (phantoms), else empty.
+        lesion_free_low: ``Tensor[N, 1, H, W]`` the lesion-free twins at low dose (window
+            units), for the model observer; None when not made.
+    """
+
+    low: Tensor
+    normal: Tensor
+    targets: list[dict[str, Tensor]]
+    window: HUWindow
+    truth: Tensor | None = None
+    noise_free: Tensor | None = None
+    body: Tensor | None = None
+    regions: list[LesionRegion] = field(default_factory=list)
+    lesion_free_low: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.low.shape[0]
+
+    @property
+    def reference(self) -> Tensor:
+        """The reference of the image metrics in HU: the truth, else the normal dose."""
+        return self.truth if self.truth is not None else self.window.inverse(self.normal)
+
+
+def _in_host(region: LesionRegion, phantom) -> LesionRegion:
+    # The ring keeps to the lesion's host organ, so it measures the lesion's own background
+    # (a ring reaching into fat or bone would not); if nothing of it is left there, as may
+    # happen at an organ's edge, the plain ring stays.
+    host = phantom.tissue == int(phantom.hosts[region.label - 1])
+    ring = region.ring & host
+    return dataclasses.replace(region, ring=ring) if ring.any() else region
+
+
+def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
+             progress: bool = False) -> HeldOut:
+    """Materialise a held-out split (see :class:`HeldOut`)."""
+    from lidplug.metrics import body_mask
+
+    dataset = make_split(spec, split, folder)
+    n = len(dataset)
+    samples = [dataset[i] for i in tqdm(range(n), desc=f"{split} slices", disable=not progress,
+                                        dynamic_ncols=True, leave=False)]
+    batch = collate(samples)
+    window = HUWindow()
+    out = HeldOut(low=batch["low"], normal=batch["normal"], targets=batch["target"],
+                  window=window)
+    if spec.data.kind != "phantom":
+        out.body = body_mask(window.inverse(out.normal))
+        return out
+    refs = [dataset.reference(i) for i in range(n)]
+    phantoms = [r["phantom"] for r in refs]
+    out.truth = torch.stack([p.hu for p in phantoms])[:, None]
+    out.noise_free = torch.stack([r["noise_free"] for r in refs])
+    out.body = torch.stack([p.tissue != Tissue.AIR for p in phantoms])[:, None]
+    lesion_map = torch.stack([p.lesions for p in phantoms]).long()
+    out.regions = [_in_host(r, phantoms[r.image]) for r in lesion_regions(lesion_map)]
+    if spec.evaluate.model_observer:
+        out.lesion_free_low = window(torch.stack([r["lesion_free_low"] for r in refs]))
+    return out

@@ -1,0 +1,88 @@
+"""What a run leaves for people: ``metrics.json``, the terminal summary and ``report.html``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lidplug.pipeline.data import HeldOut
+from lidplug.pipeline.evaluate import Evaluation
+from lidplug.pipeline.spec import RunSpec
+from lidplug.pipeline.train import ArmResult
+
+__all__ = ["METRICS_FILE", "REPORT_FILE", "format_summary", "verdicts", "write_outputs"]
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+
+#: (key, label, digits, higher is better) of the summary table and the verdicts.
+SUMMARY_COLUMNS = (
+    ("rmse_hu", "RMSE HU", 1, False),
+    ("psnr", "PSNR dB", 2, True),
+    ("ssim", "SSIM", 3, True),
+    ("lesion_contrast_recovery", "contrast rec.", 3, True),
+    ("lesion_rmse_hu", "lesion RMSE", 1, False),
+    ("observer_cpm", "observer CPM", 3, True),
+    ("model_observer_dprime", "CHO d'", 2, True),
+)
+
+
+def _fmt(v: Mapping[str, float] | None, digits: int, signed: bool = False) -> str:
+    if not v or not math.isfinite(v.get("mean", math.nan)):
+        return "-"
+    sign = "+" if signed else ""
+    return (f"{v['mean']:{sign}.{digits}f} [{v['low']:{sign}.{digits}f}, "
+            f"{v['high']:{sign}.{digits}f}]")
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """A plain-text table: one row per image set and per paired difference."""
+    rows = [["", *[c[1] for c in SUMMARY_COLUMNS]]]
+    for name, m in metrics.items():
+        if name == "protocol" or not isinstance(m, Mapping):
+            continue
+        signed = "_minus_" in name
+        rows.append([name, *[_fmt(m.get(k), d, signed) for k, _, d, _ in SUMMARY_COLUMNS]])
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w)
+                       for k, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """For each paired difference and summary metric: ``(difference, metric, verdict)``.
+
+    The verdict is ``"better"`` or ``"worse"`` when the 95% interval excludes 0 (in the
+    metric's good or bad direction), else ``"not shown"``.
+    """
+    out = []
+    for name, m in metrics.items():
+        if "_minus_" not in name:
+            continue
+        for key, _, _, higher in SUMMARY_COLUMNS:
+            v = m.get(key)
+            if not v or not all(math.isfinite(v[k]) for k in ("low", "high")):
+                continue
+            if v["low"] > 0 or v["high"] < 0:
+                up = v["low"] > 0
+                out.append((name, key, "better" if up == higher else "worse"))
+            else:
+                out.append((name, key, "not shown"))
+    return out
+
+
+def write_outputs(spec: RunSpec, out: Path, evaluation: Evaluation, held: HeldOut,
+                  arms: Mapping[str, ArmResult], *, report: bool = True) -> dict[str, Path]:
+    """Write ``metrics.json`` and ``report.html`` into ``out``; returns their paths."""
+    files = {"metrics": out / METRICS_FILE}
+    files["metrics"].write_text(json.dumps(evaluation.metrics, indent=1) + "\n")
+    if report:
+        from lidplug.report import build_report, write_report
+
+        files["report"] = write_report(build_report(spec, evaluation, held, arms),
+                                       out / REPORT_FILE)
+    return files

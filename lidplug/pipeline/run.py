@@ -1,0 +1,226 @@
+"""The pipeline's entry points: one run description, the same stages for every command.
+
+* :func:`train`: the starting models, then every arm (``lidplug train``).
+* :func:`evaluate`: the arms of a trained run, scored by the protocol of
+  :mod:`lidplug.pipeline.evaluate`; writes ``metrics.json`` and ``report.html``
+  (``lidplug evaluate``).
+* :func:`run`: both (``lidplug demo`` runs the shipped ``runs/demo.toml``).
+* :func:`retrain_pretrained`: regenerates the shipped models a run starts from, with their own
+  run files (``lidplug demo --from-scratch``).
+
+Output folder of a run::
+
+    run.json            the resolved description, stage timings, versions
+    <arm>/latest.pt     checkpoint (both models, the step history); log.csv, history.json
+    <arm>/denoiser.pt   the arm's denoiser alone, TorchScript (lidplug.load / torch.jit.load)
+    metrics.json        one object per image set and per paired difference (see evaluate)
+    report.html         the page a person reads
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from lidplug.pipeline.build import build_model
+from lidplug.pipeline.data import held_out, make_split
+from lidplug.pipeline.evaluate import Evaluation
+from lidplug.pipeline.evaluate import evaluate as score
+from lidplug.pipeline.spec import ModelSpec, RunSpec, dump_run, load_run
+from lidplug.pipeline.train import ArmResult, checkpoint_of, starting_models, train_arm
+from lidplug.training import CHECKPOINT_NAME, load_checkpoint
+from lidplug.training.distributed import resolve_device
+from lidplug.version import __version__
+from lidplug.wrapper import wrap
+
+__all__ = ["comparator", "evaluate", "observer_names", "retrain_pretrained", "run", "train"]
+
+RUN_FILE = "run.json"
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(f"lidplug: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _threads(spec: RunSpec) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def comparator(spec: RunSpec) -> str | None:
+    """The plain arm differences are taken against: the first arm without feedback."""
+    return next((a.name for a in spec.arms if not a.feedback), None)
+
+
+def observer_names(spec: RunSpec) -> list[str]:
+    """Unique display names of the observers (the shipped name, else the class name)."""
+    names = []
+    for i, obs in enumerate(spec.evaluate.observers):
+        name = obs.describe()
+        names.append(name if name not in names else f"{name}-{i}")
+    return names
+
+
+def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> None:
+    path = out / RUN_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record.update({"run": dump_run(spec),
+                   "versions": {"lidplug": __version__, "torch": torch.__version__,
+                                "python": platform.python_version()},
+                   "threads": torch.get_num_threads()})
+    record.setdefault("timings_s", {}).update(timings)
+    record.setdefault("stages", [])
+    if stage not in record["stages"]:
+        record["stages"].append(stage)
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume: bool = False,
+          progress: bool = True) -> dict[str, ArmResult]:
+    """Train every arm of ``spec`` into ``out`` (see the module docstring).
+
+    Args:
+        spec: the run.
+        out: output folder (created).
+        folder: the run file's folder (relative paths in the run resolve against it).
+        resume: continue each arm from its checkpoint when there is one.
+        progress: progress bars and stage messages on stderr.
+
+    Returns:
+        Arm name -> :class:`~lidplug.pipeline.train.ArmResult`.
+    """
+    out = Path(out)
+    spec.train.device = str(resolve_device(spec.train.device))
+    with _threads(spec):
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        # Everything that can fail on a bad run file fails here, before any training.
+        train_set = make_split(spec, "train", folder)
+        denoiser, detector = starting_models(spec, folder)
+        out.mkdir(parents=True, exist_ok=True)
+        _say(progress, f"{len(train_set)} training slices; arms {[a.name for a in spec.arms]}")
+        timings["prepare"] = time.perf_counter() - t
+        results = {}
+        for arm in spec.arms:
+            _say(progress, f"training arm {arm.name!r}")
+            results[arm.name] = train_arm(spec, arm, denoiser, detector, train_set, out,
+                                          resume=resume, progress=progress)
+            timings[f"train_{arm.name}"] = results[arm.name].seconds
+        _record(out, spec, timings, "train")
+    return results
+
+
+def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmResult:
+    path = checkpoint_of(out, name)
+    if not path.is_file():
+        raise ValueError(f"{out}: expected the checkpoint of arm {name!r} at {path} (run "
+                         "'lidplug train' with this run file first), got nothing there")
+    state = load_checkpoint(path)
+    denoiser, detector = starting_models(spec, folder, weights=False)
+    for role, model in (("denoiser", denoiser), ("detector", detector)):
+        try:
+            model.load_state_dict(state[role])
+        except (RuntimeError, KeyError) as err:
+            raise ValueError(f"{path}: its {role} does not fit the run file's [{role}] model "
+                             f"({' '.join(str(err).split())[:300]}); expected the run file "
+                             "the checkpoint was trained with") from None
+    model = wrap(denoiser, detector, **_wrap_options(spec, name))
+    return ArmResult(name, model, list(state.get("history", [])), 0.0, path.parent)
+
+
+def _wrap_options(spec: RunSpec, arm: str) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(spec.arm_wrap(spec.arm(arm)))
+
+
+def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
+             arms: dict[str, ArmResult] | None = None, split: str = "test",
+             progress: bool = True, report: bool = True) -> Evaluation:
+    """Score the arms of a run in ``out`` and write ``metrics.json`` (and ``report.html``).
+
+    Args:
+        spec: the run.
+        out: the run's output folder (arms are read from their checkpoints there unless given).
+        folder: the run file's folder.
+        arms: already trained arms (skips reading checkpoints).
+        split: ``"test"``, or ``"validation"`` for choices made while developing a run.
+        progress: progress bars and stage messages.
+        report: also write ``report.html``.
+
+    Returns:
+        The :class:`~lidplug.pipeline.evaluate.Evaluation`.
+    """
+    from lidplug.pipeline.outputs import write_outputs
+
+    out = Path(out)
+    device = resolve_device(spec.train.device)
+    with _threads(spec):
+        t = time.perf_counter()
+        if arms is None:
+            arms = {a.name: _load_arm(spec, out, a.name, folder) for a in spec.arms}
+        observers = {name: build_model(obs, "detector", folder, where=f"evaluate.observers[{i}]")
+                     for i, (name, obs) in enumerate(zip(observer_names(spec),
+                                                         spec.evaluate.observers, strict=True))}
+        _say(progress, f"evaluating on the {split} slices")
+        held = held_out(spec, split, folder, progress=progress)
+        cotrained = {a.name: arms[a.name].model.detector for a in spec.arms
+                     if a.feedback and spec.arm_train(a).mode != "frozen"}
+        evaluation = score(spec, held, {n: r.model.denoiser for n, r in arms.items()},
+                           observers, cotrained=cotrained, comparator=comparator(spec),
+                           device=device, progress=progress)
+        timings = {f"evaluate_{split}": time.perf_counter() - t}
+        out.mkdir(parents=True, exist_ok=True)
+        _record(out, spec, timings, f"evaluate_{split}")
+        write_outputs(spec, out, evaluation, held, arms, report=report)
+    return evaluation
+
+
+def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress: bool = True
+        ) -> tuple[dict[str, ArmResult], Evaluation]:
+    """:func:`train`, then :func:`evaluate` on the test slices."""
+    arms = train(spec, out, folder, progress=progress)
+    return arms, evaluate(spec, out, folder, arms=arms, progress=progress)
+
+
+def retrain_pretrained(spec: RunSpec, out: str | Path, *, progress: bool = True) -> RunSpec:
+    """Retrain every shipped model ``spec`` starts from or scores with, from its own run file.
+
+    Each model ``NAME`` is trained into ``out/pretrained/NAME/`` and ``spec`` is changed to
+    read it from there (in place; also returned).
+    """
+    from lidplug.zoo import pretrained_info
+
+    def retrained(model: ModelSpec, role: str) -> ModelSpec:
+        if model.pretrained is None:
+            return model
+        info = pretrained_info(model.pretrained)
+        sub, sub_folder = load_run(info["run"])
+        sub.threads = spec.threads
+        sub.train.device = spec.train.device
+        target = Path(out) / "pretrained" / model.pretrained
+        _say(progress, f"retraining the shipped model {model.pretrained!r} ({info['run'].name})")
+        train(sub, target, sub_folder, progress=progress)
+        arm = sub.arms[0].name
+        return ModelSpec(class_path=info["class_path"], init_args=dict(info["init_args"]),
+                         weights=str((target / arm / CHECKPOINT_NAME).resolve()),
+                         name=model.describe())
+
+    spec.denoiser = retrained(spec.denoiser, "denoiser")
+    spec.detector = retrained(spec.detector, "detector")
+    spec.evaluate.observers = [retrained(o, "detector") for o in spec.evaluate.observers]
+    return spec

@@ -1,0 +1,440 @@
+"""The description of a run: one nested dataclass, read from a TOML run file and command-line
+overrides by jsonargparse.
+
+A run is data, its low-dose simulation, a denoiser, a detector, the LIDnet options (``[wrap]``),
+the training schedule (``[train]``), the evaluation and the arms to compare::
+
+    threads = 2                       # CPU threads for torch (optional)
+
+    [data]                            # phantom (built in), deeplesion or paired_dicom
+    kind = "phantom"
+    size = 96
+    train = 256                       # slices per split
+    [data.lesions]
+    diameter_mm = [10, 25]
+
+    [simulation]
+    dose = 0.1
+
+    [denoiser]                        # a shipped pretrained model ...
+    pretrained = "redcnn"
+    [detector]                        # ... or any class or function by import path
+    class_path = "lidplug.detectors.lesion_faster_rcnn"
+    init_args = { image_size = 96 }
+    weights = "detector.pt"           # a state dict or a 'lidplug train' checkpoint
+    sha256 = "..."                    # optional check of that file
+
+    [wrap]                            # lidplug.WrapConfig
+    [train]                           # lidplug.TrainConfig
+    [evaluate]                        # EvaluateSpec: observers, hit rule, window, bootstrap
+
+    [[arms]]                          # each arm trains its own copy of the starting models
+    name = "baseline"
+    feedback = false                  # pixel loss only
+    [[arms]]
+    name = "lidnet"
+    wrap = { roi_weight = 4e-5 }      # overrides of [wrap] / [train] for this arm
+
+Why jsonargparse: it reads TOML, YAML or JSON into typed dataclasses (nested tables, lists of
+tables), applies ``--train.rounds 4``-style overrides on top, and refuses unknown keys and wrong
+types with the key's path in the message; the ``__post_init__`` checks of each dataclass add the
+ranges. Everything here is data: building datasets and models is :mod:`lidplug.pipeline.build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lidplug.data import SOFT_TISSUE_HU, LesionSpec
+from lidplug.training import TrainConfig
+from lidplug.wrapper import WrapConfig
+
+__all__ = ["DATA_KINDS", "ArmSpec", "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec",
+           "SimulationSpec", "dump_run", "load_run", "run_parser"]
+
+DATA_KINDS = ("phantom", "deeplesion", "paired_dicom")
+HIT_RULES = ("center", "iou")
+_MAX_SLICES = 10**6
+
+
+def _check_count(owner: str, name: str, value: object, low: int = 1,
+                 high: int = _MAX_SLICES) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{owner}.{name}: expected an int in [{low}, {high}], got {value!r}")
+
+
+def _check_number(owner: str, name: str, value: object, low: float, high: float,
+                  low_open: bool = False) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, int | float)
+          and math.isfinite(value) and (value > low if low_open else value >= low)
+          and value <= high)
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{owner}.{name}: expected a number in {bracket}{low:g}, {high:g}], "
+                         f"got {value!r}")
+
+
+@dataclass
+class DataSpec:
+    """Where the slices come from and how they split into train / validation / test.
+
+    Attributes:
+        kind: ``"phantom"`` (built-in synthetic slices, no download), ``"deeplesion"`` (NIH
+            DeepLesion, low dose simulated) or ``"paired_dicom"`` (AAPM-Mayo-style low/normal
+            series).
+        root: the dataset folder (deeplesion, paired_dicom; relative paths: to the run file).
+        validation_root, test_root: paired_dicom only, the held-out patients' folders
+            (DeepLesion splits by its own Train_Val_Test column).
+        options: extra keyword arguments of the dataset class (checked at build time).
+        size, spacing: phantom slice side in pixels and pixel size in mm.
+        train, validation, test: slices per split (phantom); for real data at most this many
+            (None: all).
+        seed: seed of the phantom streams; each split draws from its own stream, so the test
+            slices are never those anything was trained or tuned on.
+        lesions: phantom lesion sizes and contrasts.
+        max_lesions, lesion_free_fraction: phantom lesions per slice, slices without lesions.
+        cache: None keeps generated slices in memory; a folder caches them on disk.
+    """
+
+    kind: Literal["phantom", "deeplesion", "paired_dicom"] = "phantom"
+    root: str | None = None
+    validation_root: str | None = None
+    test_root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    size: int = 96
+    spacing: float = 3.0
+    train: int | None = 512
+    validation: int | None = 48
+    test: int | None = 96
+    seed: int = 0
+    lesions: LesionSpec = field(default_factory=lambda: LesionSpec(
+        diameter_mm=(10.0, 25.0), contrast_hu=(-50.0, 50.0), min_abs_contrast_hu=20.0))
+    max_lesions: int = 3
+    lesion_free_fraction: float = 0.2
+    cache: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_count("data", "size", self.size, 32, 4096)
+        _check_number("data", "spacing", self.spacing, 0.0, 100.0, low_open=True)
+        for name in ("train", "validation", "test"):
+            value = getattr(self, name)
+            if value is not None or self.kind == "phantom":
+                _check_count("data", name, value)
+        _check_count("data", "seed", self.seed, 0, 2**62)
+        _check_count("data", "max_lesions", self.max_lesions, 1, 64)
+        _check_number("data", "lesion_free_fraction", self.lesion_free_fraction, 0.0, 1.0)
+        if self.kind != "phantom" and self.root is None:
+            raise ValueError(f"data.root: expected the dataset folder for kind {self.kind!r}, "
+                             "got none")
+        if isinstance(self.lesions, dict):  # a table given through the Python API
+            self.lesions = LesionSpec(**self.lesions)
+
+
+@dataclass
+class SimulationSpec:
+    """The low-dose simulation (:func:`lidplug.simulation.simulate_low_dose`).
+
+    Attributes:
+        dose: dose of the low-dose input, a fraction of the normal dose.
+        normal_dose: dose of the normal-dose reference (phantoms).
+        i0: incident photons per detector bin at full dose. 1e5 gives the built-in 96-pixel
+            phantoms (3-mm pixels) about 12 HU of noise in the liver at normal dose and 43 HU at
+            dose 0.1 (measured against the noise-free reconstruction).
+        views: projection views (None: the simulator's default).
+        method: ``"full"`` simulates an ideal image (phantoms), ``"insert"`` adds the missing
+            noise to a real normal-dose scan; None picks by data kind.
+    """
+
+    dose: float = 0.1
+    normal_dose: float = 1.0
+    i0: float = 1e5
+    views: int | None = None
+    method: Literal["full", "insert"] | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("simulation", "dose", self.dose, 0.0, 1.0, low_open=True)
+        _check_number("simulation", "normal_dose", self.normal_dose, self.dose, 1.0)
+        _check_number("simulation", "i0", self.i0, 1.0, 1e12)
+        if self.views is not None:
+            _check_count("simulation", "views", self.views, 8, 100_000)
+
+
+@dataclass
+class ModelSpec:
+    """A model to build: a shipped pretrained one, or any class or function by import path.
+
+    Attributes:
+        pretrained: name of a shipped model (:func:`lidplug.zoo.list_pretrained`): its class,
+            arguments and weights (checked by sha256) come from the package. Exclusive with
+            ``class_path`` and ``weights``.
+        class_path: ``"package.module.Name"`` of an ``nn.Module`` class or of a function
+            returning one (e.g. a torchvision builder).
+        init_args: keyword arguments of that class or function (checked against its signature).
+        weights: a state dict file, or a ``lidplug train`` checkpoint (its ``denoiser`` or
+            ``detector`` entry, by role), read with ``weights_only=True``; relative paths
+            resolve against the run file. None: the model's own initialisation.
+        sha256: expected SHA-256 of ``weights`` (hex); checked before loading when given.
+        name: the model's name in reports (default: the shipped name, else the class name).
+    """
+
+    pretrained: str | None = None
+    class_path: str | None = None
+    init_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    sha256: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pretrained is not None and (self.class_path is not None
+                                            or self.weights is not None):
+            raise ValueError("model: expected either pretrained = NAME or class_path (+ weights), "
+                             f"got both (pretrained={self.pretrained!r}, "
+                             f"class_path={self.class_path!r}, weights={self.weights!r})")
+        if self.pretrained is None and self.class_path is None:
+            raise ValueError("model: expected pretrained = NAME or class_path = "
+                             "\"package.module.Name\", got neither")
+        if self.sha256 is not None:
+            text = self.sha256.lower()
+            if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+                raise ValueError(f"model.sha256: expected 64 hex digits, got {self.sha256!r}")
+            self.sha256 = text
+            if self.weights is None:
+                raise ValueError("model.sha256: given without weights to check")
+
+    def describe(self) -> str:
+        """A short name for reports."""
+        return self.name or self.pretrained or str(self.class_path).rpartition(".")[2]
+
+
+def _default_denoiser() -> ModelSpec:
+    return ModelSpec(pretrained="redcnn")
+
+
+def _default_detector() -> ModelSpec:
+    return ModelSpec(pretrained="detector-frcnn")
+
+
+def _default_observers() -> list[ModelSpec]:
+    return [ModelSpec(pretrained="observer-frcnn"), ModelSpec(pretrained="observer-fcos")]
+
+
+@dataclass
+class EvaluateSpec:
+    """How arms are scored (the protocol of EVALUATION.md, written once in
+    :mod:`lidplug.pipeline.evaluate`).
+
+    Attributes:
+        observers: detectors trained on normal-dose slices only and never updated by an arm;
+            their FROC is the headline detection score.
+        hit_rule: ``"center"`` (the detected box's centre inside the lesion box) or ``"iou"``
+            (IoU >= 0.5).
+        window: the display window ``(lo, hi)`` in HU of PSNR and SSIM (default soft tissue,
+            W400/L40; data range = its width).
+        bootstrap: paired bootstrap replicates over slices (95% percentile intervals).
+        model_observer: score lesion detectability with the channelized Hotelling observer
+            (phantoms: each test slice is also simulated without its lesions).
+        examples: held-out slices shown in the report.
+    """
+
+    observers: list[ModelSpec] = field(default_factory=_default_observers)
+    hit_rule: Literal["center", "iou"] = "center"
+    window: tuple[float, float] = SOFT_TISSUE_HU
+    bootstrap: int = 1000
+    model_observer: bool = True
+    examples: int = 4
+
+    def __post_init__(self) -> None:
+        _check_count("evaluate", "bootstrap", self.bootstrap, 10, 100_000)
+        _check_count("evaluate", "examples", self.examples, 0, 64)
+        lo, hi = self.window
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"evaluate.window: expected (lo, hi) HU with lo < hi, got "
+                             f"{self.window!r}")
+        self.window = (float(lo), float(hi))
+
+
+@dataclass
+class ArmSpec:
+    """One arm of the comparison: a copy of the starting models, trained its own way.
+
+    Attributes:
+        name: the arm's name (a folder of the run's output, a key of ``metrics.json``).
+        feedback: False for the plain arm: the pixel loss only, no detector steps (the same
+            number of denoiser updates as every other arm).
+        wrap: this arm's overrides of ``[wrap]`` (:class:`lidplug.WrapConfig` fields).
+        train: this arm's overrides of ``[train]`` (:class:`lidplug.TrainConfig` fields).
+    """
+
+    name: str
+    feedback: bool = True
+    wrap: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES):
+            raise ValueError(f"arms.name: expected an identifier other than "
+                             f"{sorted(_RESERVED_ARM_NAMES)}, got {self.name!r}")
+
+
+_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol"}
+
+
+def _default_arms() -> list[ArmSpec]:
+    return [ArmSpec("baseline", feedback=False), ArmSpec("lidnet")]
+
+
+@dataclass
+class RunSpec:
+    """A whole run (see the module docstring for the file format).
+
+    Attributes:
+        data, simulation, denoiser, detector, wrap, train, evaluate, arms: the sections.
+        threads: CPU threads for torch (None: torch's default, one per core).
+    """
+
+    data: DataSpec = field(default_factory=DataSpec)
+    simulation: SimulationSpec = field(default_factory=SimulationSpec)
+    denoiser: ModelSpec = field(default_factory=_default_denoiser)
+    detector: ModelSpec = field(default_factory=_default_detector)
+    wrap: WrapConfig = field(default_factory=WrapConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
+    arms: list[ArmSpec] = field(default_factory=_default_arms)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None:
+            _check_count("run", "threads", self.threads, 1, 1024)
+        names = [a.name for a in self.arms]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"arms: expected at least one arm with distinct names, got {names}")
+        for arm in self.arms:  # an override table is checked when the file is read
+            self.arm_wrap(arm)
+            self.arm_train(arm)
+
+    def arm(self, name: str) -> ArmSpec:
+        """The arm called ``name``."""
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ValueError(f"arm: expected one of {[a.name for a in self.arms]}, got {name!r}")
+
+    def arm_wrap(self, arm: ArmSpec) -> WrapConfig:
+        """``[wrap]`` with the arm's overrides; a plain arm has no feedback terms."""
+        changes = dict(arm.wrap)
+        if not arm.feedback:
+            changes.update(det_weight=0.0, roi_weight=0.0)
+        return _replace(self.wrap, changes, f"arms[{arm.name}].wrap")
+
+    def arm_train(self, arm: ArmSpec) -> TrainConfig:
+        """``[train]`` with the arm's overrides; a plain arm takes no detector steps."""
+        changes = dict(arm.train)
+        if not arm.feedback:
+            changes["mode"] = "frozen"
+        return _replace(self.train, changes, f"arms[{arm.name}].train")
+
+
+def _replace(config, changes: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    try:
+        return dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def run_parser():
+    """The jsonargparse parser of :class:`RunSpec` (``--config FILE`` plus ``--a.b VALUE``)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(parser_mode="toml", exit_on_error=False, prog="lidplug",
+                            default_meta=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a run file (TOML)")
+    parser.add_class_arguments(RunSpec, nested_key=None, as_group=False)
+    return parser
+
+
+def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None = None
+             ) -> tuple[RunSpec, Path | None]:
+    """Read a run file and apply ``--key value`` overrides.
+
+    Args:
+        path: a TOML run file; None starts from the defaults.
+        overrides: command-line style overrides, e.g. ``["--train.rounds", "4"]``.
+
+    Returns:
+        ``(spec, folder)``: the run, and the folder relative paths in it resolve against (the
+        run file's, or None).
+
+    Raises:
+        FileNotFoundError: no run file there.
+        ValueError: a syntax error, an unknown key or a wrong type (the message names the key),
+            or a value out of range.
+    """
+    args: list[str] = []
+    folder = None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: expected a run file (.toml), got nothing there")
+        if path.suffix.lower() != ".toml":
+            raise ValueError(f"{path}: expected a .toml run file, got {path.suffix!r}")
+        _check_toml(path)
+        args += ["--config", str(path)]
+        folder = path.resolve().parent
+    args += list(overrides or [])
+    parser = run_parser()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jsonargparse's own deprecation notices
+        try:
+            cfg = parser.parse_args(args)
+            spec = parser.instantiate(cfg)
+        except (TypeError, ValueError) as err:  # jsonargparse.ArgumentError is an Exception
+            raise ValueError(_one_line(err, path)) from None
+        except Exception as err:
+            if type(err).__name__ == "ArgumentError":
+                raise ValueError(_one_line(err, path)) from None
+            raise
+    return spec, folder
+
+
+def _check_toml(path: Path) -> None:
+    # A syntax error reads better from the TOML parser itself than through jsonargparse.
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: expected TOML, got a syntax error: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: expected a UTF-8 text file, got {err.reason}") from None
+
+
+def _one_line(err: Exception, path: Path | None) -> str:
+    text = " ".join(str(err).split())
+    return f"{path}: {text}" if path is not None else text
+
+
+def dump_run(spec: RunSpec) -> dict[str, Any]:
+    """The run as plain data (JSON-able): what ``run.json`` and checkpoints record."""
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        return value
+
+    return plain(spec)

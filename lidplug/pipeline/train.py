@@ -1,0 +1,113 @@
+"""Training stage: every arm of a run from the same starting models, under the same budget.
+
+Fairness: each arm trains a deep copy of one starting denoiser and one starting detector (the
+plug-in use: an existing denoiser gets wrapped), with the same ``[train]`` schedule and seed, so
+every arm takes the same number of denoiser updates on batches from the same stream. A plain arm
+(``feedback = false``) uses the pixel loss only and takes no detector steps; a LIDnet arm adds
+the detector's feedback (:func:`lidplug.wrap`) and, in ``"alternating"`` mode, detector steps on
+denoised slices. Every arm runs through :class:`lidplug.CollaborativeTrainer`, the loop users
+run, and writes ``<out>/<arm>/``: ``latest.pt`` (checkpoint, with the step history),
+``log.csv``, ``history.json`` and ``denoiser.pt`` (the denoiser alone, TorchScript).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from lidplug.data import derive_seed
+from lidplug.pipeline.build import build_model
+from lidplug.pipeline.spec import ArmSpec, RunSpec
+from lidplug.training import CHECKPOINT_NAME, CollaborativeTrainer
+from lidplug.wrapper import LesionAwareDenoiser, wrap
+
+__all__ = ["ArmResult", "starting_models", "train_arm"]
+
+EXPORT_NAME = "denoiser.pt"
+HISTORY_NAME = "history.json"
+
+
+@dataclass
+class ArmResult:
+    """One trained arm.
+
+    Attributes:
+        name: the arm's name.
+        model: the wrapped model after training (``model.denoiser``, ``model.detector``).
+        history: per step the logged terms and ``phase``.
+        seconds: wall time of the arm's training.
+        folder: where its files are (None when nothing is written).
+    """
+
+    name: str
+    model: LesionAwareDenoiser
+    history: list[dict[str, float | str]] = field(default_factory=list)
+    seconds: float = 0.0
+    folder: Path | None = None
+
+
+def starting_models(spec: RunSpec, folder: Path | None = None, *, weights: bool = True
+                    ) -> tuple[nn.Module, nn.Module]:
+    """The run's starting denoiser and detector (every arm trains copies of them).
+
+    The global generator is seeded first, from ``train.seed``, so models built from their own
+    initialisation are the same in every run of the same file.
+    """
+    torch.manual_seed(derive_seed(spec.train.seed, "init"))
+    denoiser = build_model(spec.denoiser, "denoiser", folder, weights=weights)
+    detector = build_model(spec.detector, "detector", folder, weights=weights)
+    return denoiser, detector
+
+
+def train_arm(spec: RunSpec, arm: ArmSpec, denoiser: nn.Module, detector: nn.Module,
+              train_set: Dataset, out: Path | None, *, resume: bool = False,
+              progress: bool = True, export: bool = True) -> ArmResult:
+    """Train one arm from copies of ``denoiser`` and ``detector`` (left unchanged).
+
+    Args:
+        spec: the run.
+        arm: which arm (its ``wrap`` / ``train`` overrides apply).
+        denoiser, detector: the starting models.
+        train_set: training samples in the models' window.
+        out: the run's output folder (the arm writes ``out/<arm>/``), or None for nothing on disk.
+        resume: continue from ``out/<arm>/latest.pt`` when it exists.
+        progress: show a progress bar.
+        export: also write the trained denoiser as TorchScript.
+
+    Returns:
+        The :class:`ArmResult`.
+    """
+    folder = None if out is None else Path(out) / arm.name
+    cfg = dataclasses.replace(spec.arm_train(arm), progress=progress,
+                              out_dir=None if folder is None else str(folder))
+    options = dataclasses.asdict(spec.arm_wrap(arm))
+    model = wrap(copy.deepcopy(denoiser), copy.deepcopy(detector), **options)
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"data.train: expected at least train.batch_size={cfg.batch_size} "
+                         f"slices, got {len(train_set)}")
+    start = time.perf_counter()
+    trainer = CollaborativeTrainer(model, train_set, cfg, resume=resume)
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    model.cpu()
+    if folder is not None:
+        (folder / HISTORY_NAME).write_text(json.dumps(trainer.history) + "\n")
+        if export:
+            from lidplug.deploy import export as export_denoiser
+
+            export_denoiser(model, folder / EXPORT_NAME,
+                            config={"arm": arm.name, "wrap": model.config.to_dict()})
+    return ArmResult(arm.name, model, list(trainer.history), seconds, folder)
+
+
+def checkpoint_of(out: Path, arm: str) -> Path:
+    """Where arm ``arm`` of a run in ``out`` keeps its checkpoint."""
+    return Path(out) / arm / CHECKPOINT_NAME
