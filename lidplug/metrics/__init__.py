@@ -2,10 +2,11 @@
 
 * Image quality (:mod:`lidplug.metrics.image`): :func:`psnr`, :func:`ssim`, :func:`rmse_hu` and
   :func:`image_quality`, one value per image, on HU images clipped to an explicit window
-  (default the models' ``[-1024, 3072]``; the module docstring states every convention).
+  (default the models' ``[-1024, 3072]``; the module docstring states every convention),
+  optionally over a mask such as :func:`body_mask` (the protocol's RMSE inside the body).
 * Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
-  CPM, ``criterion="iou"`` or ``"iobb"``) and :func:`mean_average_precision` (COCO mAP@0.5 via
-  torchmetrics/pycocotools). Both take torchvision-style per-image lists:
+  CPM, ``criterion="iou"``, ``"iobb"`` or ``"center"``) and :func:`mean_average_precision`
+  (COCO mAP@0.5 via torchmetrics/pycocotools). Both take torchvision-style per-image lists:
   ``detections[i] = dict(boxes=Tensor[N, 4] xyxy, scores=Tensor[N])``,
   ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
 * Intervals: :func:`bootstrap` (any statistic of a set of images) and :func:`bootstrap_mean`
@@ -13,7 +14,7 @@
 
 Example (one method's row of a report)::
 
-    q = image_quality(denoised_hu, normal_hu)                       # dict of Tensor[B]
+    q = image_quality(denoised_hu, phantom_hu, mask=body_mask(phantom_hu))  # dict of Tensor[B]
     row = {k: bootstrap_mean(v, seed=0).as_dict() for k, v in q.items()}
     matches = match_detections(detections, targets)                 # match once
     froc_ci = bootstrap(lambda i: froc_from_matches([matches[j] for j in i]).as_dict(),
@@ -37,6 +38,7 @@ from lidplug.metrics.froc import (
 from lidplug.metrics.image import (
     FULL_WINDOW,
     SOFT_TISSUE_WINDOW,
+    body_mask,
     image_quality,
     psnr,
     rmse_hu,
@@ -50,6 +52,7 @@ __all__ = [
     "BootstrapInterval",
     "FROCResult",
     "ImageMatches",
+    "body_mask",
     "bootstrap",
     "bootstrap_mean",
     "box_overlap",
