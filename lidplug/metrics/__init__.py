@@ -1,21 +1,29 @@
-"""Evaluation metrics: image quality on HU, lesion detection (FROC, mAP), bootstrap intervals.
+"""Evaluation metrics: image quality on HU, lesion metrics, detection (FROC, mAP), bootstrap
+intervals.
 
 * Image quality (:mod:`lidplug.metrics.image`): :func:`psnr`, :func:`ssim`, :func:`rmse_hu` and
   :func:`image_quality`, one value per image, on HU images clipped to an explicit window
   (default the models' ``[-1024, 3072]``; the module docstring states every convention),
   optionally over a mask such as :func:`body_mask` (the protocol's RMSE inside the body).
+* Lesions (:mod:`lidplug.metrics.lesion`): :func:`lesion_regions` (mask, background ring and box
+  of every lesion of an integer lesion map) and :func:`lesion_metrics` (contrast recovery, lesion
+  RMSE, CNR per lesion).
 * Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
   CPM, ``criterion="iou"``, ``"iobb"`` or ``"center"``) and :func:`mean_average_precision`
   (COCO mAP@0.5 via torchmetrics/pycocotools). Both take torchvision-style per-image lists:
   ``detections[i] = dict(boxes=Tensor[N, 4] xyxy, scores=Tensor[N])``,
   ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
-* Intervals: :func:`bootstrap` (any statistic of a set of images) and :func:`bootstrap_mean`
-  (per-image values), seeded percentile bootstrap over images.
+* Intervals: :func:`bootstrap` (any statistic of a set of images), :func:`bootstrap_mean`
+  (per-image values) and :func:`lesion_mean_statistic` (per-lesion values, resampled with their
+  images), seeded percentile bootstrap over images.
 
 Example (one method's row of a report)::
 
     q = image_quality(denoised_hu, phantom_hu, mask=body_mask(phantom_hu))  # dict of Tensor[B]
     row = {k: bootstrap_mean(v, seed=0).as_dict() for k, v in q.items()}
+    regions = lesion_regions(lesion_map, organ_map=tissue)          # once per test set
+    m = lesion_metrics(denoised_hu, phantom_hu, regions)            # dict of arrays [R]
+    cr_ci = bootstrap(lesion_mean_statistic(m["contrast_recovery"], m["image"], n), n, seed=0)
     matches = match_detections(detections, targets)                 # match once
     froc_ci = bootstrap(lambda i: froc_from_matches([matches[j] for j in i]).as_dict(),
                         len(matches), seed=0)                        # {"0.125": ..., "cpm": ...}
@@ -25,7 +33,12 @@ Example (one method's row of a report)::
 """
 
 from lidplug.metrics.average_precision import mean_average_precision
-from lidplug.metrics.bootstrap import BootstrapInterval, bootstrap, bootstrap_mean
+from lidplug.metrics.bootstrap import (
+    BootstrapInterval,
+    bootstrap,
+    bootstrap_mean,
+    lesion_mean_statistic,
+)
 from lidplug.metrics.froc import (
     DEFAULT_FP_RATES,
     FROCResult,
@@ -44,6 +57,7 @@ from lidplug.metrics.image import (
     rmse_hu,
     ssim,
 )
+from lidplug.metrics.lesion import LesionRegion, lesion_metrics, lesion_regions
 
 __all__ = [
     "DEFAULT_FP_RATES",
@@ -52,6 +66,7 @@ __all__ = [
     "BootstrapInterval",
     "FROCResult",
     "ImageMatches",
+    "LesionRegion",
     "body_mask",
     "bootstrap",
     "bootstrap_mean",
@@ -59,6 +74,9 @@ __all__ = [
     "froc",
     "froc_from_matches",
     "image_quality",
+    "lesion_mean_statistic",
+    "lesion_metrics",
+    "lesion_regions",
     "match_detections",
     "mean_average_precision",
     "psnr",
