@@ -1,5 +1,5 @@
-"""Evaluation metrics: image quality on HU, lesion metrics, detection (FROC, mAP), bootstrap
-intervals.
+"""Evaluation metrics: image quality on HU, lesion metrics, detection (FROC, mAP), a model
+observer (CHO), bootstrap intervals.
 
 * Image quality (:mod:`lidplug.metrics.image`): :func:`psnr`, :func:`ssim`, :func:`rmse_hu` and
   :func:`image_quality`, one value per image, on HU images clipped to an explicit window
@@ -8,6 +8,9 @@ intervals.
 * Lesions (:mod:`lidplug.metrics.lesion`): :func:`lesion_regions` (mask, background ring and box
   of every lesion of an integer lesion map) and :func:`lesion_metrics` (contrast recovery, lesion
   RMSE, CNR per lesion).
+* Model observer (:mod:`lidplug.metrics.observer`): :func:`channelized_hotelling` with
+  :func:`laguerre_gauss_channels` (SKE detectability ``d'`` and AUC, two-fold cross-validated by
+  default); :func:`observer_statistic` bootstraps it over ROI pairs.
 * Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
   CPM, ``criterion="iou"``, ``"iobb"`` or ``"center"``) and :func:`mean_average_precision`
   (COCO mAP@0.5 via torchmetrics/pycocotools). Both take torchvision-style per-image lists:
@@ -24,6 +27,8 @@ Example (one method's row of a report)::
     regions = lesion_regions(lesion_map, organ_map=tissue)          # once per test set
     m = lesion_metrics(denoised_hu, phantom_hu, regions)            # dict of arrays [R]
     cr_ci = bootstrap(lesion_mean_statistic(m["contrast_recovery"], m["image"], n), n, seed=0)
+    cho_ci = bootstrap(observer_statistic(present_rois, absent_rois, laguerre_gauss_channels(32)),
+                       len(present_rois), seed=0)                    # {"d_prime": ..., "auc": ...}
     matches = match_detections(detections, targets)                 # match once
     froc_ci = bootstrap(lambda i: froc_from_matches([matches[j] for j in i]).as_dict(),
                         len(matches), seed=0)                        # {"0.125": ..., "cpm": ...}
@@ -58,6 +63,12 @@ from lidplug.metrics.image import (
     ssim,
 )
 from lidplug.metrics.lesion import LesionRegion, lesion_metrics, lesion_regions
+from lidplug.metrics.observer import (
+    ObserverResult,
+    channelized_hotelling,
+    laguerre_gauss_channels,
+    observer_statistic,
+)
 
 __all__ = [
     "DEFAULT_FP_RATES",
@@ -67,18 +78,22 @@ __all__ = [
     "FROCResult",
     "ImageMatches",
     "LesionRegion",
+    "ObserverResult",
     "body_mask",
     "bootstrap",
     "bootstrap_mean",
     "box_overlap",
+    "channelized_hotelling",
     "froc",
     "froc_from_matches",
     "image_quality",
+    "laguerre_gauss_channels",
     "lesion_mean_statistic",
     "lesion_metrics",
     "lesion_regions",
     "match_detections",
     "mean_average_precision",
+    "observer_statistic",
     "psnr",
     "rmse_hu",
     "ssim",
