@@ -12,6 +12,10 @@ Why not ``scipy.stats.bootstrap``: it resamples arrays, while a FROC replicate n
 per-image detections of the drawn images, and replicates that come out undefined (a resample
 without lesions has no sensitivity) must be dropped rather than turn the interval into NaN. Both
 need the index-level loop written here, which is short.
+
+Per-lesion values (:func:`lidplug.metrics.lesion_metrics`) are resampled with their images:
+:func:`lesion_mean_statistic` turns them into a statistic of image indices (a cluster bootstrap:
+lesions of one slice share its noise and the denoiser's behaviour on it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BootstrapInterval", "bootstrap", "bootstrap_mean"]
+__all__ = ["BootstrapInterval", "bootstrap", "bootstrap_mean", "lesion_mean_statistic"]
 
 Statistic = Callable[[np.ndarray], float | Tensor | Mapping[str, float]]
 
@@ -179,3 +183,79 @@ def bootstrap_mean(
         lambda idx: float(v[idx].mean()), v.size, n_resamples=n_resamples,
         confidence=confidence, seed=seed,
     )
+
+
+def lesion_mean_statistic(
+    values: np.ndarray | Tensor | Mapping[str, np.ndarray | Tensor],
+    image_index: np.ndarray | Tensor,
+    n_images: int,
+    *,
+    weights: np.ndarray | Tensor | None = None,
+) -> Callable[[np.ndarray], float | dict[str, float]]:
+    """A :func:`lidplug.metrics.bootstrap` statistic: the mean over the lesions of drawn images.
+
+    Images (slices), not lesions, are the resampling unit: lesions of one slice share its noise
+    and the denoiser's behaviour on it (a cluster bootstrap). A replicate averages the lesions of
+    the drawn images, each as often as its image was drawn; it is NaN (dropped by ``bootstrap``)
+    when the drawn images hold no lesion (or only lesions of weight 0).
+
+    Args:
+        values: ``[R]`` one value per lesion (e.g. ``lesion_metrics(...)["cnr"]``, or a paired
+            difference of two methods on the same regions), or a mapping of such arrays.
+        image_index: ``int[R]`` each lesion's image (``lesion_metrics(...)["image"]``).
+        n_images: number of images, lesion-free ones included (the ``n`` of ``bootstrap``).
+        weights: optional ``[R]`` non-negative lesion weights for a weighted mean. With
+            ``abs(contrast_hu)`` the mean contrast recovery becomes the pooled one, recovered
+            over true contrast summed over lesions, which faint lesions (whose ratio is noisy)
+            cannot dominate.
+
+    Returns:
+        ``statistic(indices: int64[k]) -> float`` (a dict of floats for a mapping).
+
+    Raises:
+        ValueError: on mis-shaped or non-finite values or weights, negative weights, or image
+            indices outside ``[0, n_images)``.
+
+    Example:
+        >>> m = lesion_metrics(denoised, phantoms, regions)
+        >>> ci = bootstrap(lesion_mean_statistic(m["contrast_recovery"], m["image"], n), n)
+    """
+    is_mapping = isinstance(values, Mapping)
+    columns = dict(values) if is_mapping else {"": values}
+    idx = np.asarray(image_index.cpu() if isinstance(image_index, Tensor) else image_index)
+    if isinstance(n_images, bool) or not isinstance(n_images, int | np.integer) or n_images < 1:
+        raise ValueError(f"lesion_mean_statistic: expected n_images >= 1, got {n_images!r}")
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (
+        idx.size and not (idx.min() >= 0 and idx.max() < n_images)
+    ):
+        raise ValueError(
+            f"lesion_mean_statistic: expected 1D integer image indices in [0, {n_images}), got "
+            f"shape {idx.shape} and dtype {idx.dtype}"
+        )
+    w = np.ones(idx.shape) if weights is None else _per_item(weights, idx.shape, "weights")
+    if (w < 0).any():
+        raise ValueError(f"lesion_mean_statistic: expected weights >= 0, got {w.min()}")
+    totals = np.bincount(idx, weights=w, minlength=n_images)
+    sums = {
+        key: np.bincount(idx, weights=w * _per_item(v, idx.shape, key or "values"),
+                         minlength=n_images)
+        for key, v in columns.items()
+    }
+
+    def statistic(images: np.ndarray) -> float | dict[str, float]:
+        total = totals[images].sum()
+        out = {k: float(s[images].sum() / total) if total > 0 else math.nan
+               for k, s in sums.items()}
+        return out if is_mapping else out[""]
+
+    return statistic
+
+
+def _per_item(values: np.ndarray | Tensor, shape: tuple[int, ...], name: str) -> np.ndarray:
+    v = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, np.float64)
+    if v.shape != shape or not np.isfinite(v).all():
+        raise ValueError(
+            f"lesion_mean_statistic: expected finite {name!r} of shape {shape} (one per lesion), "
+            f"got shape {v.shape}{'' if v.shape != shape else ' with NaN or inf (filter first)'}"
+        )
+    return v

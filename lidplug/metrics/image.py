@@ -17,6 +17,15 @@ max), so the choice here is explicit and the same for all three metrics:
   windows or ranges are not comparable: the soft-tissue window gives much lower PSNR than the full
   range for the same images.
 * **RMSE** in HU over the clipped images (``window=None``: no clipping, raw HU).
+* **Mask** (optional, ``bool [B, 1, H, W]``, same shape as the images): PSNR and RMSE take the
+  MSE over the masked pixels only, and SSIM averages its map over the masked pixels that are at
+  least 5 pixels from the border; still one value per image. The protocol's RMSE is inside the
+  body (:func:`body_mask`): the air around the patient is a large, easy part of the image and
+  dilutes every difference. An image whose mask selects no pixel is an error, not a NaN.
+* **Body mask** (:func:`body_mask`): pixels above a threshold (-500 HU: lungs at about -850 and
+  bowel gas fall below it, every soft tissue above), holes filled, then the largest
+  8-connected component kept (the patient, not the table or a stray blob). All by
+  ``scipy.ndimage`` (``binary_fill_holes``, ``label``) on the CPU.
 * **SSIM**: the Wang et al. 2004 definition with their parameters (Gaussian window sigma 1.5,
   11x11; K1 = 0.01, K2 = 0.03; population covariances), on the images mapped to ``[0, 1]`` by the
   window (data range 1), averaged over the pixels at least 5 pixels from the border (where the
@@ -35,13 +44,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from lidplug.data.transforms import HU_MAX, HU_MIN, SOFT_TISSUE_HU
 
-__all__ = ["FULL_WINDOW", "SOFT_TISSUE_WINDOW", "image_quality", "psnr", "rmse_hu", "ssim"]
+__all__ = [
+    "FULL_WINDOW",
+    "SOFT_TISSUE_WINDOW",
+    "body_mask",
+    "image_quality",
+    "psnr",
+    "rmse_hu",
+    "ssim",
+]
 
 FULL_WINDOW: tuple[float, float] = (HU_MIN, HU_MAX)
 """The models' window, ``(-1024, 3072)`` HU: the default for every metric here."""
@@ -89,17 +108,54 @@ def _check_window(window: tuple[float, float], name: str) -> tuple[float, float]
     return lo, hi
 
 
-def _mse(pred: Tensor, target: Tensor, window: tuple[float, float] | None, name: str) -> Tensor:
-    """Per-image mean squared error in HU^2 (float64), after clipping both images to ``window``."""
+def _as_mask(mask: Tensor | None, image: Tensor, batch: Tensor, name: str) -> Tensor | None:
+    """Check a mask against the image it belongs to (as given) and return it as ``[B, 1, H, W]``."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{name}: expected a bool Tensor mask, got {got}")
+    if mask.shape != image.shape:
+        raise ValueError(
+            f"{name}: expected a mask of the images' shape {tuple(image.shape)}, got "
+            f"{tuple(mask.shape)}"
+        )
+    return mask.reshape(batch.shape).to(batch.device)
+
+
+def _masked_mean(values: Tensor, mask: Tensor | None, name: str) -> Tensor:
+    """Per-image mean of ``values [B, 1, H, W]`` over ``mask`` (all pixels when None)."""
+    if mask is None:
+        return values.flatten(1).mean(dim=1)
+    counts = mask.flatten(1).sum(dim=1)
+    if (counts == 0).any():
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"{name}: expected a mask with pixels in every image, got none in {empty}")
+    return torch.where(mask, values, 0.0).flatten(1).sum(dim=1) / counts
+
+
+def _mse(
+    pred: Tensor,
+    target: Tensor,
+    window: tuple[float, float] | None,
+    name: str,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Per-image mean squared error in HU^2 (float64) over ``mask``, after clipping both."""
     p, t = _as_batch(pred, target, name)
+    m = _as_mask(mask, pred, p, name)
     if window is not None:
         lo, hi = _check_window(window, name)
         p, t = p.clamp(lo, hi), t.clamp(lo, hi)
-    return (p - t).square().flatten(1).mean(dim=1)
+    return _masked_mean((p - t).square(), m, name)
 
 
 def rmse_hu(
-    pred: Tensor, target: Tensor, *, window: tuple[float, float] | None = FULL_WINDOW
+    pred: Tensor,
+    target: Tensor,
+    *,
+    window: tuple[float, float] | None = FULL_WINDOW,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Root mean squared error in HU, one value per image.
 
@@ -107,15 +163,18 @@ def rmse_hu(
         pred: denoised images in HU, ``[B, 1, H, W]`` (or ``[1, H, W]``, ``[H, W]``).
         target: reference (normal-dose) images in HU, same shape.
         window: ``(lo, hi)`` HU both images are clipped to first; ``None`` for raw HU.
+        mask: optional bool mask of the images' shape (e.g. :func:`body_mask`); the RMSE is
+            then over the masked pixels only.
 
     Returns:
         Tensor[B] float64, in HU.
 
     Raises:
         TypeError, ValueError: on non-real inputs, mismatched or unsupported shapes, non-finite
-            values or a bad window.
+            values, a bad window, or a mask that is not bool, not shaped like the images, or
+            empty in some image.
     """
-    return _mse(pred, target, window, "rmse_hu").sqrt()
+    return _mse(pred, target, window, "rmse_hu", mask).sqrt()
 
 
 def psnr(
@@ -124,6 +183,7 @@ def psnr(
     *,
     window: tuple[float, float] = FULL_WINDOW,
     data_range: float | None = None,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Peak signal-to-noise ratio in dB, one value per image.
 
@@ -132,6 +192,7 @@ def psnr(
         target: reference images in HU, same shape.
         window: ``(lo, hi)`` HU both images are clipped to first.
         data_range: the peak ``R`` in HU; defaults to the window width ``hi - lo``.
+        mask: optional bool mask of the images' shape; the MSE is over the masked pixels.
 
     Returns:
         Tensor[B] float64: ``10 log10(R**2 / MSE)``; ``inf`` where the clipped images are equal.
@@ -143,11 +204,17 @@ def psnr(
     peak = hi - lo if data_range is None else float(data_range)
     if not (math.isfinite(peak) and peak > 0):
         raise ValueError(f"psnr: expected a positive finite data_range, got {data_range!r}")
-    mse = _mse(pred, target, (lo, hi), "psnr")
+    mse = _mse(pred, target, (lo, hi), "psnr", mask)
     return 10.0 * torch.log10(peak**2 / mse)
 
 
-def ssim(pred: Tensor, target: Tensor, *, window: tuple[float, float] = FULL_WINDOW) -> Tensor:
+def ssim(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    window: tuple[float, float] = FULL_WINDOW,
+    mask: Tensor | None = None,
+) -> Tensor:
     """Structural similarity (Wang et al. 2004), one value per image.
 
     Args:
@@ -155,6 +222,8 @@ def ssim(pred: Tensor, target: Tensor, *, window: tuple[float, float] = FULL_WIN
             ``H, W >= 11`` (the Gaussian window's size).
         target: reference images in HU, same shape.
         window: ``(lo, hi)`` HU; both images are clipped to it and mapped to ``[0, 1]``.
+        mask: optional bool mask of the images' shape; the SSIM map is averaged over the masked
+            pixels at least 5 pixels from the border.
 
     Returns:
         Tensor[B] float64, 1 for identical images.
@@ -164,6 +233,7 @@ def ssim(pred: Tensor, target: Tensor, *, window: tuple[float, float] = FULL_WIN
     """
     lo, hi = _check_window(window, "ssim")
     p, t = _as_batch(pred, target, "ssim")
+    m = _as_mask(mask, pred, p, "ssim")
     if min(p.shape[-2:]) < _SSIM_WINDOW:
         raise ValueError(
             f"ssim: expected H, W >= {_SSIM_WINDOW}, got {tuple(p.shape[-2:])}"
@@ -175,11 +245,17 @@ def ssim(pred: Tensor, target: Tensor, *, window: tuple[float, float] = FULL_WIN
         reduction="none", return_full_image=True,
     )
     r = _SSIM_WINDOW // 2
-    return ssim_map[..., r:-r, r:-r].flatten(1).mean(dim=1)
+    crop = (..., slice(r, -r), slice(r, -r))
+    where = "ssim (mask pixels at least 5 from the border)"
+    return _masked_mean(ssim_map[crop], None if m is None else m[crop], where)
 
 
 def image_quality(
-    pred: Tensor, target: Tensor, *, window: tuple[float, float] = FULL_WINDOW
+    pred: Tensor,
+    target: Tensor,
+    *,
+    window: tuple[float, float] = FULL_WINDOW,
+    mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """PSNR, SSIM and RMSE of each image with one window (see the module docstring).
 
@@ -187,12 +263,45 @@ def image_quality(
         pred: denoised images in HU, ``[B, 1, H, W]``.
         target: reference images in HU, same shape.
         window: ``(lo, hi)`` HU for all three metrics.
+        mask: optional bool mask of the images' shape (e.g. :func:`body_mask` of ``target``)
+            for all three metrics.
 
     Returns:
         ``dict(psnr=Tensor[B], ssim=Tensor[B], rmse_hu=Tensor[B])``, float64.
     """
     return {
-        "psnr": psnr(pred, target, window=window),
-        "ssim": ssim(pred, target, window=window),
-        "rmse_hu": rmse_hu(pred, target, window=window),
+        "psnr": psnr(pred, target, window=window, mask=mask),
+        "ssim": ssim(pred, target, window=window, mask=mask),
+        "rmse_hu": rmse_hu(pred, target, window=window, mask=mask),
     }
+
+
+def body_mask(hu: Tensor, threshold: float = -500.0) -> Tensor:
+    """The patient's body in each image: above ``threshold``, holes filled, largest component.
+
+    Args:
+        hu: images in HU, ``[B, 1, H, W]`` (or ``[1, H, W]``, ``[H, W]``); a real image or the
+            reference of a pair (the mask should not depend on the method being scored).
+        threshold: HU above which a pixel is tissue (-500: above lung and gas, below fat).
+
+    Returns:
+        bool Tensor of ``hu``'s shape and device; all False for an image with nothing above the
+        threshold.
+
+    Raises:
+        TypeError, ValueError: as :func:`rmse_hu`, or on a non-finite threshold.
+    """
+    if not (isinstance(threshold, int | float) and math.isfinite(threshold)):
+        raise ValueError(f"body_mask: expected a finite threshold in HU, got {threshold!r}")
+    batch, _ = _as_batch(hu, hu, "body_mask")
+    images = (batch[:, 0] > threshold).cpu().numpy()
+    out = np.zeros_like(images)
+    for i, image in enumerate(images):
+        # Fill first, then pick: the body with its lungs and gas filled is the largest region
+        # even where air-filled organs split its tissue into thin pieces.
+        filled = ndimage.binary_fill_holes(image)
+        labels, n = ndimage.label(filled, structure=np.ones((3, 3), dtype=bool))
+        if n:
+            sizes = np.bincount(labels.ravel())[1:]
+            out[i] = labels == 1 + int(np.argmax(sizes))
+    return torch.from_numpy(out).reshape(hu.shape).to(hu.device)

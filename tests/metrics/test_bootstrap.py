@@ -11,6 +11,7 @@ from lidplug.metrics import (
     bootstrap,
     bootstrap_mean,
     froc_from_matches,
+    lesion_mean_statistic,
     match_detections,
 )
 
@@ -114,3 +115,44 @@ def test_bad_values():
         bootstrap(lambda idx: 0.0, 0)
     with pytest.raises(ValueError, match="scalar or a dict"):
         bootstrap(lambda idx: torch.zeros(2), 3, n_resamples=2)
+
+
+def lesions_per_image():
+    # image 0: lesions 1 and 3; image 1: none; image 2: lesion 5.
+    return np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2])
+
+
+def test_lesion_mean_statistic_resamples_images():
+    values, images = lesions_per_image()
+    stat = lesion_mean_statistic(values, images, 3)
+    assert stat(np.arange(3)) == pytest.approx(3.0)
+    assert stat(np.array([0, 0, 1])) == pytest.approx(2.0)
+    assert stat(np.array([2, 2, 0])) == pytest.approx((5 + 5 + 1 + 3) / 4)
+    assert math.isnan(stat(np.array([1, 1, 1])))
+    weighted = lesion_mean_statistic(values, images, 3, weights=np.array([1.0, 0.0, 2.0]))
+    assert weighted(np.arange(3)) == pytest.approx((1 + 10) / 3)
+    both = lesion_mean_statistic({"a": values, "b": 2 * values}, torch.tensor(images), 3)
+    assert both(np.arange(3)) == pytest.approx({"a": 3.0, "b": 6.0})
+
+
+def test_lesion_mean_statistic_with_bootstrap():
+    rng = np.random.default_rng(0)
+    images = np.repeat(np.arange(30), 2)  # 30 images with 2 lesions each, 10 without
+    values = rng.normal(1.0, 0.1, images.size)
+    ci = bootstrap(lesion_mean_statistic(values, images, 40), 40, n_resamples=200, seed=0)
+    assert ci.mean == pytest.approx(values.mean()) and ci.low < ci.mean < ci.high
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((np.array([1.0, math.nan]), np.array([0, 1]), 2), {}, "finite 'values'"),
+        ((np.ones(3), np.array([0, 1]), 2), {}, r"shape \(2,\)"),
+        ((np.ones(2), np.array([0, 2]), 2), {}, r"in \[0, 2\)"),
+        ((np.ones(2), np.array([0, 1]), 0), {}, "n_images >= 1"),
+        ((np.ones(2), np.array([0, 1]), 2), {"weights": -np.ones(2)}, "weights >= 0"),
+    ],
+)
+def test_lesion_mean_statistic_bad_input(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        lesion_mean_statistic(*args, **kwargs)

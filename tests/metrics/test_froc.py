@@ -139,6 +139,33 @@ def test_iobb_divides_by_the_detected_box():
     assert froc(big_around, [lesion], criterion="iobb").cpm == 0.0
 
 
+def test_center_rule_box_overlap():
+    lesion = torch.tensor([[10.0, 10, 20, 20]])
+    detected = torch.tensor([
+        [12.0, 12, 16, 16],    # centre (14, 14): inside
+        [16.0, 10, 24, 14],    # centre (20, 12): on the right border, which counts
+        [10.0, 0, 30, 20],     # centre (20, 10): on a corner
+        [21.0, 12, 25, 16],    # centre (23, 14): outside
+        [-40.0, -40, 40, 40],  # huge box covering the lesion, centre (0, 0): a miss
+        [5.0, 5, 35, 35],      # big box centred on the lesion (20, 20): its corner, a hit
+    ])
+    hits = box_overlap(detected, lesion, "center")[:, 0]
+    assert hits.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def test_center_rule_froc():
+    lesion = tgt([10, 10, 14, 14])  # a 4-pixel lesion
+    shifted = [det([11, 11, 15, 15, 0.9])]  # IoU 9/23 < 0.5, centre (13, 13) inside
+    assert froc(shifted, [lesion], criterion="iou").cpm == 0.0
+    assert froc(shifted, [lesion], criterion="center").cpm == 1.0
+    huge = [det([-100, -100, 100, 100, 0.9])]  # covers everything, centre (0, 0) misses
+    result = froc(huge, [lesion], criterion="center")
+    assert result.cpm == 0.0 and result.curve_fp_per_image[-1] == 1.0
+    # The overlap is 1 or 0, so every threshold in (0, 1] gives the same hits.
+    assert froc(shifted, [lesion], criterion="center", threshold=1.0).cpm == 1.0
+    assert froc(shifted, [lesion], criterion="center", threshold=0.01).cpm == 1.0
+
+
 def test_box_overlap_values():
     a = torch.tensor([[0.0, 0, 10, 10], [5, 5, 15, 15], [0, 0, 0, 10]])
     b = torch.tensor([[0.0, 0, 10, 10], [0, 0, 20, 20]])

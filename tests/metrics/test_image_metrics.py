@@ -1,4 +1,5 @@
-"""PSNR / SSIM / RMSE on HU: known values, window clipping, scikit-image agreement, bad input."""
+"""PSNR / SSIM / RMSE on HU: known values, window clipping, scikit-image agreement, masks, the
+body mask, bad input."""
 
 import math
 
@@ -7,7 +8,16 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from lidplug.metrics import FULL_WINDOW, SOFT_TISSUE_WINDOW, image_quality, psnr, rmse_hu, ssim
+from lidplug.data.phantom import Tissue, generate_phantom
+from lidplug.metrics import (
+    FULL_WINDOW,
+    SOFT_TISSUE_WINDOW,
+    body_mask,
+    image_quality,
+    psnr,
+    rmse_hu,
+    ssim,
+)
 
 
 def phantom(size=64, seed=0):
@@ -121,3 +131,80 @@ def test_integer_hu_is_accepted():
 def test_bad_input(fn, args, kwargs, error, message):
     with pytest.raises(error, match=message):
         fn(*args, **kwargs)
+
+
+def test_masked_metrics_use_only_the_masked_pixels():
+    noisy, clean = phantom()
+    mask = torch.zeros(noisy.shape, dtype=torch.bool)
+    mask[..., 20:40, 10:50] = True
+    err = (noisy.clamp(*FULL_WINDOW) - clean)[mask]
+    assert rmse_hu(noisy, clean, mask=mask).item() == pytest.approx(err.square().mean().sqrt())
+    raw = (noisy - clean)[mask].square().mean().sqrt()
+    assert rmse_hu(noisy, clean, mask=mask, window=None).item() == pytest.approx(raw)
+    assert psnr(noisy, clean, mask=mask).item() == pytest.approx(
+        10 * math.log10(4096**2 / err.square().mean().item())
+    )
+    everywhere = torch.ones_like(mask)
+    for fn in (rmse_hu, psnr, ssim):
+        assert fn(noisy, clean, mask=everywhere).item() == pytest.approx(fn(noisy, clean).item())
+    q = image_quality(noisy, clean, mask=mask)
+    assert q["rmse_hu"].item() == rmse_hu(noisy, clean, mask=mask).item()
+    assert q["ssim"].item() != pytest.approx(ssim(noisy, clean).item())
+    # One value per image, also for [H, W] input with an [H, W] mask.
+    assert rmse_hu(noisy[0, 0], clean[0, 0], mask=mask[0, 0]).shape == (1,)
+
+
+def test_rmse_inside_the_body_ignores_the_air():
+    noisy, clean = phantom()
+    body = body_mask(clean)
+    outside = noisy.clone()
+    outside[~body] += 500.0  # errors in the air around the body are not counted
+    assert rmse_hu(outside, clean, mask=body).item() == pytest.approx(
+        rmse_hu(noisy, clean, mask=body).item()
+    )
+
+
+def test_body_mask_fills_holes_and_keeps_the_largest_component():
+    size = 64
+    yy, xx = torch.meshgrid(torch.arange(size * 1.0), torch.arange(size * 1.0), indexing="ij")
+    disc = (xx - 30) ** 2 + (yy - 32) ** 2 < 20**2
+    lung = (xx - 25) ** 2 + (yy - 32) ** 2 < 6**2
+    blob = (xx - 58) ** 2 + (yy - 5) ** 2 < 3**2  # a table or stray object: dropped
+    hu = torch.full((size, size), -1000.0)
+    hu[disc] = 40.0
+    hu[lung] = -850.0
+    hu[blob] = 200.0
+    hu += 10 * torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    mask = body_mask(hu)
+    assert mask.dtype == torch.bool and mask.shape == (size, size)
+    assert torch.equal(mask, disc)
+    batch = body_mask(torch.stack([hu, torch.full_like(hu, -1000.0)])[:, None])
+    assert batch.shape == (2, 1, size, size)
+    assert torch.equal(batch[0, 0], disc) and not batch[1].any()
+
+
+def test_body_mask_of_a_phantom_is_its_body():
+    p = generate_phantom(0, size=128, num_lesions=1)
+    body = p.tissue != Tissue.AIR
+    mask = body_mask(p.hu[None, None])[0, 0]
+    assert (mask != body).float().mean() < 0.01  # the skin's partial-volume edge
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"mask": torch.ones(1, 1, 8, 8)}, TypeError, "bool Tensor mask"),
+        ({"mask": torch.ones(1, 1, 8, 7, dtype=torch.bool)}, ValueError, "images' shape"),
+        ({"mask": torch.zeros(1, 1, 8, 8, dtype=torch.bool)}, ValueError, r"none in \[0\]"),
+    ],
+)
+def test_bad_mask(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        rmse_hu(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), **kwargs)
+
+
+def test_bad_body_mask_input():
+    with pytest.raises(ValueError, match="finite threshold"):
+        body_mask(torch.zeros(8, 8), threshold=math.nan)
+    with pytest.raises(TypeError, match="real-valued"):
+        body_mask(torch.zeros(8, 8, dtype=torch.bool))
