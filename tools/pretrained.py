@@ -79,15 +79,13 @@ def regenerate(name: str, out: Path, threads: int | None) -> dict:
     path = WEIGHTS / f"{name}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(_half(model.state_dict()), path)
-    model_spec = getattr(spec, role)
+    model_spec = spec.model_spec(role)
     # Score the model as it is shipped: rebuilt from the stored float16 file.
     from lidplug.pipeline import ModelSpec
 
-    shipped = build_model(ModelSpec(class_path=model_spec.class_path,
-                                    init_args=model_spec.init_args, weights=str(path)),
-                          role).eval()
+    shipped = build_model(ModelSpec(model=model_spec.model, weights=str(path)), role).eval()
     return {"role": role, "class_path": model_spec.class_path,
-            "init_args": model_spec.init_args, "file": path.name, "sha256": sha256_of(path),
+            "init_args": model_spec.model["init_args"], "file": path.name, "sha256": sha256_of(path),
             "run": f"{name}.toml", "description": description,
             "trained": {"seconds": round(seconds), "threads": torch.get_num_threads(),
                         "torch": torch.__version__, "python": platform.python_version(),

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.output}: already exists (pass --overwrite to replace it)")
     with user_errors():
         spec, folder = load_run(args.config, args.overrides)
-        denoiser = build_model(spec.denoiser, "denoiser", folder, weights=False)
+        denoiser = build_model(spec.model_spec("denoiser"), "denoiser", folder, weights=False)
     try:
         with user_errors():
             meta = export(denoiser, args.output, checkpoint=args.checkpoint, dtype=args.dtype,

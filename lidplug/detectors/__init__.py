@@ -4,6 +4,8 @@
 * :class:`TorchvisionDetector`: every ``torchvision.models.detection`` model, unchanged.
 * :class:`MonaiRetinaNetDetector`: MONAI's 2D RetinaNet (needs ``pip install monai``).
 * :class:`DetectorInput`: the denoiser's 1-channel output as the detector's input channels.
+* :func:`lesion_faster_rcnn`, :func:`lesion_fcos`: small torchvision detectors sized for the
+  built-in phantoms (the shipped pretrained detectors and observers).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from torch import nn
 
 from lidplug.detectors.base import DetectorAdapter, DetectorPass, unwrap
 from lidplug.detectors.input import DEFAULT_WINDOWS_HU, DetectorInput
+from lidplug.detectors.lesion import lesion_faster_rcnn, lesion_fcos
 from lidplug.detectors.monai_adapter import MonaiRetinaNetDetector, is_monai_retinanet
 from lidplug.detectors.torchvision_adapter import TorchvisionDetector, is_torchvision_detector
 
@@ -23,6 +26,8 @@ __all__ = [
     "MonaiRetinaNetDetector",
     "TorchvisionDetector",
     "adapter_for",
+    "lesion_faster_rcnn",
+    "lesion_fcos",
     "unwrap",
 ]
 

@@ -88,13 +88,17 @@ def lesion_fcos(image_size: int = 96, *, upsample: int = 2, fpn_channels: int = 
     Args:
         image_size: side of the input slices in pixels.
         upsample: the transform resizes inputs to ``upsample * image_size``.
-        fpn_channels: FPN width (FCOS's head has four 3x3 convolutions of this width per branch).
+        fpn_channels: FPN width, a multiple of 32 (FCOS's head has four 3x3 convolutions of this
+            width per branch, each with a 32-group GroupNorm).
         num_classes: including background.
 
     Returns:
         A torchvision ``FCOS`` with random weights, for 3-channel inputs in ``[0, 1]``.
     """
     _check(image_size, upsample, fpn_channels)
+    if fpn_channels % 32:
+        raise ValueError(f"fpn_channels: expected a multiple of 32 (the FCOS head's GroupNorm "
+                         f"has 32 groups), got {fpn_channels}")
     side = image_size * upsample
     # FCOS takes one anchor per location and level: their sizes only set the level strides.
     anchors = AnchorGenerator(((8,), (16,), (32,)), ((1.0,),) * 3)

@@ -128,6 +128,8 @@ def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
     if role not in ROLES:
         raise ValueError(f"role: expected one of {ROLES}, got {role!r}")
     where = where or role
+    if not spec.is_set:
+        raise ValueError(f"{where}: expected pretrained = NAME or a model table, got neither")
     if spec.pretrained is not None:
         info = pretrained_info(spec.pretrained)
         if info["role"] != role:
@@ -136,7 +138,7 @@ def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
         class_path, init_args = info["class_path"], dict(info["init_args"])
         path, sha256 = info["path"], info["sha256"]
     else:
-        class_path, init_args = spec.class_path, dict(spec.init_args)
+        class_path, init_args = spec.model["class_path"], dict(spec.model["init_args"])
         path = None if spec.weights is None else resolve_path(spec.weights, folder)
         sha256 = spec.sha256
     factory = resolve_callable(class_path, where)

@@ -14,7 +14,6 @@ body and lesion masks, and the lesion-free low-dose twins of the model observer.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +99,7 @@ class HeldOut:
         truth: ``Tensor[N, 1, H, W]`` HU, the noise-free phantom (None for real data: the
             normal-dose slice is then the only reference).
         noise_free: ``Tensor[N, 1, H, W]`` HU, the truth's noise-free reconstruction, or None.
+        background: ``Tensor[N, 1, H, W]`` HU, the truth without its lesions, or None.
         body: ``Tensor[N, 1, H, W]`` bool, pixels inside the patient.
         regions: the lesions with their masks and background rings (phantoms), else empty.
         lesion_free_low: ``Tensor[N, 1, H, W]`` the lesion-free twins at low dose (window
@@ -112,6 +112,7 @@ class HeldOut:
     window: HUWindow
     truth: Tensor | None = None
     noise_free: Tensor | None = None
+    background: Tensor | None = None
     body: Tensor | None = None
     regions: list[LesionRegion] = field(default_factory=list)
     lesion_free_low: Tensor | None = None
@@ -123,15 +124,6 @@ class HeldOut:
     def reference(self) -> Tensor:
         """The reference of the image metrics in HU: the truth, else the normal dose."""
         return self.truth if self.truth is not None else self.window.inverse(self.normal)
-
-
-def _in_host(region: LesionRegion, phantom) -> LesionRegion:
-    # The ring keeps to the lesion's host organ, so it measures the lesion's own background
-    # (a ring reaching into fat or bone would not); if nothing of it is left there, as may
-    # happen at an organ's edge, the plain ring stays.
-    host = phantom.tissue == int(phantom.hosts[region.label - 1])
-    ring = region.ring & host
-    return dataclasses.replace(region, ring=ring) if ring.any() else region
 
 
 def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
@@ -155,8 +147,10 @@ def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
     out.truth = torch.stack([p.hu for p in phantoms])[:, None]
     out.noise_free = torch.stack([r["noise_free"] for r in refs])
     out.body = torch.stack([p.tissue != Tissue.AIR for p in phantoms])[:, None]
-    lesion_map = torch.stack([p.lesions for p in phantoms]).long()
-    out.regions = [_in_host(r, phantoms[r.image]) for r in lesion_regions(lesion_map)]
+    out.background = torch.stack([p.background for p in phantoms])[:, None]
+    # Each lesion's ring keeps to its host organ, so it measures the lesion's own background.
+    out.regions = lesion_regions(torch.stack([p.lesions for p in phantoms]).long(),
+                                 organ_map=torch.stack([p.tissue for p in phantoms]).long())
     if spec.evaluate.model_observer:
         out.lesion_free_low = window(torch.stack([r["lesion_free_low"] for r in refs]))
     return out

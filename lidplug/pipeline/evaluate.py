@@ -139,10 +139,15 @@ class _Statistic:
         out = {k: float(v[idx].mean()) for k, v in self.per_slice[name].items()}
         if name in self.lesions:
             table = self.lesions[name]
-            weights = counts[table["image"]]
-            total = weights.sum()
+            drawn = counts[table["image"]].astype(np.float64)
             for key, column in _LESION_KEYS.items():
-                out[key] = float((weights * table[column]).sum() / total) if total else np.nan
+                # Contrast recovery pooled over lesions (weighted by true contrast), so faint
+                # lesions, whose ratio is noisy, do not dominate; the others plain means.
+                w = drawn * np.abs(table["contrast_hu"]) if column == "contrast_recovery" \
+                    else drawn
+                ok = np.isfinite(table[column])
+                total = w[ok].sum()
+                out[key] = float((w[ok] * table[column][ok]).sum() / total) if total else np.nan
         frocs = [self._froc(self.matches[obs][name], idx) for obs in self.observers]
         for obs, f in zip(self.observers, frocs, strict=True):
             for k, v in f.items():
@@ -226,14 +231,19 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         dets = detect(det, images[arm], device)
         detections[f"cotrained:{arm}"] = {arm: dets}
         cot_matches[arm] = match_detections(dets, held.targets, criterion=ev.hit_rule)
-    model_observer = None
-    if ev.model_observer and held.lesion_free_low is not None and held.regions:
-        from lidplug.pipeline.observer import ModelObserver
+    model_observer, observer_note = None, "not asked for"
+    if ev.model_observer and held.lesion_free_low is not None:
+        from lidplug.pipeline.observer import MIN_LESIONS, ModelObserver
 
-        absent = {"low_dose": held.lesion_free_low,
-                  **{name: denoise(den, held.lesion_free_low, device)
-                     for name, den in denoisers.items()}}
-        model_observer = ModelObserver(held, images, absent)
+        if len(held.regions) >= MIN_LESIONS:
+            absent = {"low_dose": held.lesion_free_low,
+                      **{name: denoise(den, held.lesion_free_low, device)
+                         for name, den in denoisers.items()}}
+            model_observer = ModelObserver(held, images, absent)
+            observer_note = model_observer.describe()
+        else:
+            observer_note = (f"not computed: {len(held.regions)} test lesions, the CHO needs at "
+                             f"least {MIN_LESIONS}")
     differences = ([(arm, comparator) for arm in denoisers if arm != comparator]
                    if comparator is not None else [])
     statistic = _Statistic(len(held), per_slice, lesions, matches, cot_matches,
@@ -245,6 +255,7 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         flat = bootstrap(statistic, len(held), n_resamples=ev.bootstrap, seed=0)
     metrics = _nest({k: v.as_dict() for k, v in flat.items()})
     metrics["protocol"] = _protocol(spec, held, list(observers), comparator)
+    metrics["protocol"]["model_observer"] = observer_note
     curves = {}
     for obs, by_set in matches.items():
         curves[obs] = {}

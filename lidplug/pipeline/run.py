@@ -69,7 +69,7 @@ def comparator(spec: RunSpec) -> str | None:
 def observer_names(spec: RunSpec) -> list[str]:
     """Unique display names of the observers (the shipped name, else the class name)."""
     names = []
-    for i, obs in enumerate(spec.evaluate.observers):
+    for i, obs in enumerate(spec.evaluate.observer_specs()):
         name = obs.describe()
         names.append(name if name not in names else f"{name}-{i}")
     return names
@@ -175,7 +175,8 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
             arms = {a.name: _load_arm(spec, out, a.name, folder) for a in spec.arms}
         observers = {name: build_model(obs, "detector", folder, where=f"evaluate.observers[{i}]")
                      for i, (name, obs) in enumerate(zip(observer_names(spec),
-                                                         spec.evaluate.observers, strict=True))}
+                                                         spec.evaluate.observer_specs(),
+                                                         strict=True))}
         _say(progress, f"evaluating on the {split} slices")
         held = held_out(spec, split, folder, progress=progress)
         cotrained = {a.name: arms[a.name].model.detector for a in spec.arms
@@ -216,11 +217,12 @@ def retrain_pretrained(spec: RunSpec, out: str | Path, *, progress: bool = True)
         _say(progress, f"retraining the shipped model {model.pretrained!r} ({info['run'].name})")
         train(sub, target, sub_folder, progress=progress)
         arm = sub.arms[0].name
-        return ModelSpec(class_path=info["class_path"], init_args=dict(info["init_args"]),
+        return ModelSpec(model={"class_path": info["class_path"],
+                                "init_args": dict(info["init_args"])},
                          weights=str((target / arm / CHECKPOINT_NAME).resolve()),
                          name=model.describe())
 
-    spec.denoiser = retrained(spec.denoiser, "denoiser")
-    spec.detector = retrained(spec.detector, "detector")
-    spec.evaluate.observers = [retrained(o, "detector") for o in spec.evaluate.observers]
+    spec.denoiser = retrained(spec.model_spec("denoiser"), "denoiser")
+    spec.detector = retrained(spec.model_spec("detector"), "detector")
+    spec.evaluate.observers = [retrained(o, "detector") for o in spec.evaluate.observer_specs()]
     return spec

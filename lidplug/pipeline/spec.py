@@ -19,10 +19,11 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
     [denoiser]                        # a shipped pretrained model ...
     pretrained = "redcnn"
     [detector]                        # ... or any class or function by import path
-    class_path = "lidplug.detectors.lesion_faster_rcnn"
-    init_args = { image_size = 96 }
     weights = "detector.pt"           # a state dict or a 'lidplug train' checkpoint
     sha256 = "..."                    # optional check of that file
+    [detector.model]
+    class_path = "lidplug.detectors.lesion_faster_rcnn"
+    init_args = { image_size = 96 }
 
     [wrap]                            # lidplug.WrapConfig
     [train]                           # lidplug.TrainConfig
@@ -35,10 +36,10 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
     name = "lidnet"
     wrap = { roi_weight = 4e-5 }      # overrides of [wrap] / [train] for this arm
 
-Why jsonargparse: it reads TOML, YAML or JSON into typed dataclasses (nested tables, lists of
-tables), applies ``--train.rounds 4``-style overrides on top, and refuses unknown keys and wrong
-types with the key's path in the message; the ``__post_init__`` checks of each dataclass add the
-ranges. Everything here is data: building datasets and models is :mod:`lidplug.pipeline.build`.
+Why jsonargparse: it reads TOML into typed dataclasses (nested tables, lists of tables), applies
+``--train.rounds 4``-style overrides on top, checks a model's ``class_path`` / ``init_args``
+against the class's own signature, and refuses unknown keys and wrong types with the key's path
+in the message; the ``__post_init__`` checks of each dataclass add the ranges. Everything here is data: building datasets and models is :mod:`lidplug.pipeline.build`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from lidplug.data import SOFT_TISSUE_HU, LesionSpec
 from lidplug.training import TrainConfig
 from lidplug.wrapper import WrapConfig
 
-__all__ = ["DATA_KINDS", "ArmSpec", "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec",
+__all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec", "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec",
            "SimulationSpec", "dump_run", "load_run", "run_parser"]
 
 DATA_KINDS = ("phantom", "deeplesion", "paired_dicom")
@@ -169,36 +170,50 @@ class SimulationSpec:
 class ModelSpec:
     """A model to build: a shipped pretrained one, or any class or function by import path.
 
+    In a run file::
+
+        [denoiser]
+        pretrained = "redcnn"                      # a shipped model, or:
+
+        [detector]
+        weights = "detector.pt"                    # optional; sha256 = "..." checks it
+        [detector.model]
+        class_path = "torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn"
+        init_args = { num_classes = 2, weights_backbone = "null" }
+
     Attributes:
         pretrained: name of a shipped model (:func:`lidplug.zoo.list_pretrained`): its class,
-            arguments and weights (checked by sha256) come from the package. Exclusive with
-            ``class_path`` and ``weights``.
-        class_path: ``"package.module.Name"`` of an ``nn.Module`` class or of a function
-            returning one (e.g. a torchvision builder).
-        init_args: keyword arguments of that class or function (checked against its signature).
+            arguments and weights (checked by SHA-256) come from the package. Exclusive with
+            ``model`` and ``weights``.
+        model: ``{"class_path": "package.module.Name", "init_args": {...}}``, an
+            ``nn.Module`` class or a function returning one (e.g. a torchvision builder).
+            jsonargparse checks ``init_args`` against its signature (unknown names, types) when
+            the spec is made, and fills in the defaults; the model is built later, by
+            :func:`lidplug.pipeline.build_model`, after the run's generators are seeded.
         weights: a state dict file, or a ``lidplug train`` checkpoint (its ``denoiser`` or
             ``detector`` entry, by role), read with ``weights_only=True``; relative paths
             resolve against the run file. None: the model's own initialisation.
         sha256: expected SHA-256 of ``weights`` (hex); checked before loading when given.
         name: the model's name in reports (default: the shipped name, else the class name).
+
+    An empty spec (neither ``pretrained`` nor ``model``) stands for the run's default (see
+    :class:`RunSpec`).
     """
 
     pretrained: str | None = None
-    class_path: str | None = None
-    init_args: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
     weights: str | None = None
     sha256: str | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.pretrained is not None and (self.class_path is not None
+        if self.pretrained is not None and (self.model is not None
                                             or self.weights is not None):
-            raise ValueError("model: expected either pretrained = NAME or class_path (+ weights), "
-                             f"got both (pretrained={self.pretrained!r}, "
-                             f"class_path={self.class_path!r}, weights={self.weights!r})")
-        if self.pretrained is None and self.class_path is None:
-            raise ValueError("model: expected pretrained = NAME or class_path = "
-                             "\"package.module.Name\", got neither")
+            raise ValueError("model: expected either pretrained = NAME or a [model] class_path "
+                             f"(+ weights), got both (pretrained={self.pretrained!r}, "
+                             f"weights={self.weights!r})")
+        if self.model is not None:
+            self.model = _model_table(self.model)
         if self.sha256 is not None:
             text = self.sha256.lower()
             if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
@@ -207,21 +222,58 @@ class ModelSpec:
             if self.weights is None:
                 raise ValueError("model.sha256: given without weights to check")
 
+    @property
+    def is_set(self) -> bool:
+        """False for an empty spec (neither ``pretrained`` nor ``model``): the run's default."""
+        return self.pretrained is not None or self.model is not None
+
+    @property
+    def class_path(self) -> str | None:
+        """The import path of ``model`` (None for a shipped model)."""
+        return None if self.model is None else self.model["class_path"]
+
     def describe(self) -> str:
         """A short name for reports."""
         return self.name or self.pretrained or str(self.class_path).rpartition(".")[2]
 
 
-def _default_denoiser() -> ModelSpec:
-    return ModelSpec(pretrained="redcnn")
+def _model_table(value) -> dict[str, Any]:
+    """``{class_path, init_args}`` checked against the class's (or function's) signature by
+    jsonargparse, with its defaults filled in; nothing is built."""
+    if not (isinstance(value, dict) and isinstance(value.get("class_path"), str)):
+        raise ValueError(f"model: expected {{class_path = \"package.module.Name\", init_args = "
+                         f"{{...}}}}, got {value!r}")
+    unknown = sorted(set(value) - {"class_path", "init_args"})
+    if unknown:
+        raise ValueError(f"model: unknown key(s) {unknown}; expected class_path and init_args")
+    class_path, args = value["class_path"], value.get("init_args") or {}
+    if not isinstance(args, dict):
+        raise ValueError(f"model.init_args: expected a table of arguments, got {args!r}")
+    from jsonargparse import ArgumentParser
+
+    from lidplug.pipeline.build import resolve_callable
+
+    target = resolve_callable(class_path, "model")
+    parser = ArgumentParser(exit_on_error=False, default_meta=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if isinstance(target, type):
+                parser.add_class_arguments(target, nested_key=None, as_group=False)
+            else:
+                parser.add_function_arguments(target, nested_key=None, as_group=False)
+            checked = parser.parse_object(args).as_dict()
+        except Exception as err:  # jsonargparse's ArgumentError, or a signature it cannot read
+            raise ValueError(f"model.init_args of {class_path}: {' '.join(str(err).split())}") \
+                from None
+    return {"class_path": class_path, "init_args": checked}
 
 
-def _default_detector() -> ModelSpec:
-    return ModelSpec(pretrained="detector-frcnn")
-
-
-def _default_observers() -> list[ModelSpec]:
-    return [ModelSpec(pretrained="observer-frcnn"), ModelSpec(pretrained="observer-fcos")]
+#: The shipped models a run uses where its file names none (defaults are filled in after
+#: reading, so that a file naming a [denoiser.model] does not inherit ``pretrained``).
+DEFAULT_DENOISER = "redcnn"
+DEFAULT_DETECTOR = "detector-frcnn"
+DEFAULT_OBSERVERS = ("observer-frcnn", "observer-fcos")
 
 
 @dataclass
@@ -231,7 +283,8 @@ class EvaluateSpec:
 
     Attributes:
         observers: detectors trained on normal-dose slices only and never updated by an arm;
-            their FROC is the headline detection score.
+            their FROC is the headline detection score. Empty: the shipped observers
+            (:data:`DEFAULT_OBSERVERS`).
         hit_rule: ``"center"`` (the detected box's centre inside the lesion box) or ``"iou"``
             (IoU >= 0.5).
         window: the display window ``(lo, hi)`` in HU of PSNR and SSIM (default soft tissue,
@@ -242,7 +295,7 @@ class EvaluateSpec:
         examples: held-out slices shown in the report.
     """
 
-    observers: list[ModelSpec] = field(default_factory=_default_observers)
+    observers: list[ModelSpec] = field(default_factory=list)
     hit_rule: Literal["center", "iou"] = "center"
     window: tuple[float, float] = SOFT_TISSUE_HU
     bootstrap: int = 1000
@@ -250,6 +303,12 @@ class EvaluateSpec:
     examples: int = 4
 
     def __post_init__(self) -> None:
+        # Defaults are resolved on use (observer_specs), never filled in here: jsonargparse
+        # builds the default instance first and merges a run file's lists into it by index.
+        for i, obs in enumerate(self.observers):
+            if not obs.is_set:
+                raise ValueError(f"evaluate.observers[{i}]: expected pretrained = NAME or a "
+                                 "model table, got neither")
         _check_count("evaluate", "bootstrap", self.bootstrap, 10, 100_000)
         _check_count("evaluate", "examples", self.examples, 0, 64)
         lo, hi = self.window
@@ -257,6 +316,10 @@ class EvaluateSpec:
             raise ValueError(f"evaluate.window: expected (lo, hi) HU with lo < hi, got "
                              f"{self.window!r}")
         self.window = (float(lo), float(hi))
+
+    def observer_specs(self) -> list[ModelSpec]:
+        """The observers, or the shipped ones when none are named."""
+        return list(self.observers) or [ModelSpec(pretrained=n) for n in DEFAULT_OBSERVERS]
 
 
 @dataclass
@@ -294,14 +357,16 @@ class RunSpec:
     """A whole run (see the module docstring for the file format).
 
     Attributes:
-        data, simulation, denoiser, detector, wrap, train, evaluate, arms: the sections.
+        data, simulation, denoiser, detector, wrap, train, evaluate, arms: the sections. An
+            empty ``denoiser`` / ``detector`` is the shipped :data:`DEFAULT_DENOISER` /
+            :data:`DEFAULT_DETECTOR`.
         threads: CPU threads for torch (None: torch's default, one per core).
     """
 
     data: DataSpec = field(default_factory=DataSpec)
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
-    denoiser: ModelSpec = field(default_factory=_default_denoiser)
-    detector: ModelSpec = field(default_factory=_default_detector)
+    denoiser: ModelSpec = field(default_factory=ModelSpec)
+    detector: ModelSpec = field(default_factory=ModelSpec)
     wrap: WrapConfig = field(default_factory=WrapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
@@ -317,6 +382,13 @@ class RunSpec:
         for arm in self.arms:  # an override table is checked when the file is read
             self.arm_wrap(arm)
             self.arm_train(arm)
+
+    def model_spec(self, role: str) -> ModelSpec:
+        """``denoiser`` or ``detector``, or the shipped default when the file names none."""
+        spec = getattr(self, role)
+        if spec.is_set:
+            return spec
+        return ModelSpec(pretrained=DEFAULT_DENOISER if role == "denoiser" else DEFAULT_DETECTOR)
 
     def arm(self, name: str) -> ArmSpec:
         """The arm called ``name``."""
@@ -395,8 +467,9 @@ def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jsonargparse's own deprecation notices
         try:
-            cfg = parser.parse_args(args)
-            spec = parser.instantiate(cfg)
+            cfg = parser.instantiate(parser.parse_args(args))
+            names = {f.name for f in dataclasses.fields(RunSpec)}
+            spec = RunSpec(**{k: v for k, v in vars(cfg).items() if k in names})
         except (TypeError, ValueError) as err:  # jsonargparse.ArgumentError is an Exception
             raise ValueError(_one_line(err, path)) from None
         except Exception as err:
@@ -409,12 +482,13 @@ def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None 
 def _check_toml(path: Path) -> None:
     # A syntax error reads better from the TOML parser itself than through jsonargparse.
     try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
+        from tomllib import TOMLDecodeError, loads
+    except ImportError:  # Python 3.10: jsonargparse reads TOML with the toml package there
+        from toml import TomlDecodeError as TOMLDecodeError
+        from toml import loads
     try:
-        tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
+        loads(path.read_text(encoding="utf-8"))
+    except TOMLDecodeError as err:
         raise ValueError(f"{path}: expected TOML, got a syntax error: {err}") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: expected a UTF-8 text file, got {err.reason}") from None

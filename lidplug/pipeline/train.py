@@ -62,8 +62,8 @@ def starting_models(spec: RunSpec, folder: Path | None = None, *, weights: bool 
     initialisation are the same in every run of the same file.
     """
     torch.manual_seed(derive_seed(spec.train.seed, "init"))
-    denoiser = build_model(spec.denoiser, "denoiser", folder, weights=weights)
-    detector = build_model(spec.detector, "detector", folder, weights=weights)
+    denoiser = build_model(spec.model_spec("denoiser"), "denoiser", folder, weights=weights)
+    detector = build_model(spec.model_spec("detector"), "detector", folder, weights=weights)
     return denoiser, detector
 
 
