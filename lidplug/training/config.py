@@ -9,7 +9,7 @@ __all__ = ["AMP_DTYPES", "MODES", "OPTIMIZERS", "SCHEDULERS", "TrainConfig"]
 
 MODES = ("alternating", "frozen", "joint")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("constant", "cosine")
+SCHEDULERS = ("constant", "cosine", "onecycle")
 AMP_DTYPES = (None, "bf16", "fp16")
 
 
@@ -34,7 +34,9 @@ class TrainConfig:
         lr_denoiser, lr_detector: learning rates.
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9), one per model.
         weight_decay: for both optimisers.
-        scheduler: ``"constant"`` or ``"cosine"`` (to 0 over the steps that model is updated).
+        scheduler: ``"constant"``, ``"cosine"`` (to 0 over the steps that model is updated) or
+            ``"onecycle"`` (``torch.optim.lr_scheduler.OneCycleLR``: a warm-up over the first 10%
+            of those steps, then cosine annealing; detectors trained from scratch need it).
         grad_clip: max gradient norm per model, None for no clipping.
         amp: None (float32), ``"bf16"`` or ``"fp16"`` (with a gradient scaler) autocast.
         device: ``"auto"`` (the local GPU if any), ``"cpu"``, ``"cuda"``.
