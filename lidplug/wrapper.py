@@ -37,6 +37,7 @@ head pools (all levels but the extra ``pool`` map for one-stage detectors).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,8 +88,9 @@ class WrapConfig:
             raise ValueError(f"roi_source: expected one of {ROI_SOURCES}, got {self.roi_source!r}")
         for name in ("det_weight", "roi_weight"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and value >= 0):
-                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+            if not (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         for name in ("roi_output_size", "num_proposals"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):

@@ -254,15 +254,18 @@ def _model_table(value) -> dict[str, Any]:
     from lidplug.pipeline.build import resolve_callable
 
     target = resolve_callable(class_path, "model")
-    parser = ArgumentParser(exit_on_error=False, default_meta=False)
+    parser = ArgumentParser(exit_on_error=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            # fail_untyped=False: a user's model may leave arguments unannotated (any value).
             if isinstance(target, type):
-                parser.add_class_arguments(target, nested_key=None, as_group=False)
+                parser.add_class_arguments(target, nested_key=None, as_group=False,
+                                           fail_untyped=False)
             else:
-                parser.add_function_arguments(target, nested_key=None, as_group=False)
-            checked = parser.parse_object(args).as_dict()
+                parser.add_function_arguments(target, nested_key=None, as_group=False,
+                                              fail_untyped=False)
+            checked = parser.parse_object(args).clone(with_meta=False).as_dict()
         except Exception as err:  # jsonargparse's ArgumentError, or a signature it cannot read
             raise ValueError(f"model.init_args of {class_path}: {' '.join(str(err).split())}") \
                 from None
@@ -427,8 +430,7 @@ def run_parser():
     """The jsonargparse parser of :class:`RunSpec` (``--config FILE`` plus ``--a.b VALUE``)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(parser_mode="toml", exit_on_error=False, prog="lidplug",
-                            default_meta=False)
+    parser = ArgumentParser(parser_mode="toml", exit_on_error=False, prog="lidplug")
     parser.add_argument("--config", action=ActionConfigFile, help="a run file (TOML)")
     parser.add_class_arguments(RunSpec, nested_key=None, as_group=False)
     return parser
@@ -470,12 +472,11 @@ def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None 
             cfg = parser.instantiate(parser.parse_args(args))
             names = {f.name for f in dataclasses.fields(RunSpec)}
             spec = RunSpec(**{k: v for k, v in vars(cfg).items() if k in names})
-        except (TypeError, ValueError) as err:  # jsonargparse.ArgumentError is an Exception
+        except Exception as err:  # anything parsing user input raises is the input's fault
+            # jsonargparse raises its ArgumentError for bad keys and types, the dataclasses
+            # ValueError/TypeError for bad values, and on some malformed overrides its own
+            # internals fail (e.g. AttributeError): all of them describe the run file's fault.
             raise ValueError(_one_line(err, path)) from None
-        except Exception as err:
-            if type(err).__name__ == "ArgumentError":
-                raise ValueError(_one_line(err, path)) from None
-            raise
     return spec, folder
 
 

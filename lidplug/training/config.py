@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
-__all__ = ["AMP_DTYPES", "MODES", "OPTIMIZERS", "SCHEDULERS", "TrainConfig"]
+__all__ = ["AMP_DTYPES", "MAX_STEPS", "MODES", "OPTIMIZERS", "SCHEDULERS", "TrainConfig"]
+
+#: More steps than any run takes (10^9; the schedule is a list of segments, the history one
+#: record per step): a larger count is a typo, refused before anything is built.
+MAX_STEPS = 10**9
 
 MODES = ("alternating", "frozen", "joint")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -87,14 +92,28 @@ class TrainConfig:
                   "batch_size": 1, "checkpoint_every": 1, "log_every": 1}
         for name, low in counts.items():
             value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            high = 2**62 if name == "seed" else MAX_STEPS
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and low <= value <= high):
+                raise ValueError(f"{name}: expected an int in [{low}, {high}], got {value!r}")
+        total = (self.detector_pretrain_steps + self.warmup_steps
+                 + self.rounds * (self.denoiser_steps + self.detector_steps))
+        if total > MAX_STEPS:
+            raise ValueError(f"rounds: expected a schedule of at most {MAX_STEPS} steps, got "
+                             f"{total}")
         for name in ("lr_denoiser", "lr_detector", "weight_decay"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and value >= 0):
-                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip: expected a number > 0 or None, got {self.grad_clip!r}")
+            if not (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+        if self.grad_clip is not None and not (
+                isinstance(self.grad_clip, int | float) and math.isfinite(self.grad_clip)
+                and self.grad_clip > 0):
+            raise ValueError(f"grad_clip: expected a finite number > 0 or None, got "
+                             f"{self.grad_clip!r}")
+        for name in ("deterministic", "tensorboard", "progress", "find_unused_parameters"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

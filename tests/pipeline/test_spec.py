@@ -1,0 +1,139 @@
+"""Run files: one nested description read by jsonargparse; every bad value refused at load time."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from lidplug.pipeline import DEMO_RUN, ModelSpec, RunSpec, dump_run, load_run
+from lidplug.zoo import RUNS
+
+TINY = Path(__file__).with_name("tiny.toml")
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_the_shipped_runs_load():
+    spec, folder = load_run(None)
+    assert isinstance(spec, RunSpec) and folder is None
+    assert [a.name for a in spec.arms] == ["baseline", "lidnet"]
+    assert spec.model_spec("denoiser").pretrained == "redcnn"
+    assert [o.pretrained for o in spec.evaluate.observer_specs()] == ["observer-frcnn",
+                                                                      "observer-fcos"]
+    for path in [DEMO_RUN, *sorted(RUNS.glob("*.toml"))]:
+        load_run(path)  # every shipped run file is valid
+
+
+def test_overrides_apply_on_top_of_the_file():
+    spec, _ = load_run(TINY, ["--train.rounds", "3", "--simulation.dose", "0.05"])
+    assert spec.train.rounds == 3 and spec.simulation.dose == 0.05
+    assert spec.data.size == 64  # from the file
+
+
+def test_model_tables_are_checked_and_completed_without_building():
+    spec, _ = load_run(TINY)
+    den = spec.model_spec("denoiser")
+    assert den.class_path == "lidplug.models.REDCNN"
+    # jsonargparse fills in the signature's defaults; nothing is built yet.
+    assert den.model["init_args"] == {"channels": 4, "center": 0.25, "scale": 0.1}
+
+
+def test_a_model_table_replaces_the_default_shipped_model(tmp_path):
+    path = _write(tmp_path, '[denoiser.model]\nclass_path = "lidplug.models.UNet"\n')
+    spec, _ = load_run(path)
+    assert spec.model_spec("denoiser").pretrained is None
+    assert spec.model_spec("denoiser").class_path == "lidplug.models.UNet"
+
+
+def test_arm_overrides_and_plain_arms():
+    spec, _ = load_run(TINY, ["--wrap.roi_weight", "0.5"])
+    plain, lidnet = spec.arms
+    assert spec.arm_wrap(plain).det_weight == 0 and spec.arm_wrap(plain).roi_weight == 0
+    assert spec.arm_train(plain).mode == "frozen"  # no detector steps
+    assert spec.arm_wrap(lidnet).roi_weight == 0.5
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[data]\nkinds = 'phantom'\n", "kinds"),                       # a typo key
+    ("[trian]\nrounds = 1\n", "trian"),                              # a typo table
+    ("seeds = 3\n", "seeds"),
+    ("[data]\nsize = -1\n", "data.size"),
+    ("[data]\nsize = 'big'\n", "data.size"),
+    ("[data]\nkind = 'mri'\n", "data.kind"),
+    ("[data]\nkind = 'deeplesion'\n", "data.root"),
+    ("[train]\nrounds = 1e12\n", "rounds"),                          # a float for an int
+    ("[train]\nrounds = 99999999999999999999\n", "rounds"),
+    ("[train]\nrounds = 100000000\ndenoiser_steps = 100\n", "at most"),
+    ("[train]\nlr_denoiser = inf\n", "lr_denoiser"),
+    ("[train]\nlr_denoiser = nan\n", "lr_denoiser"),
+    ("[train]\nmode = 'sometimes'\n", "mode"),
+    ("[wrap]\nroi_wieght = 1.0\n", "roi_wieght"),
+    ("[wrap]\ndet_weight = -1.0\n", "det_weight"),
+    ("[wrap]\ndet_weight = inf\n", "det_weight"),
+    ("[simulation]\ndose = 0\n", "simulation.dose"),
+    ("[simulation]\ndose = 2.0\n", "simulation.dose"),
+    ("[denoiser.model]\nclass_path = 'lidplug.models.REDCNN'\ninit_args = { channelz = 4 }\n",
+     "channelz"),
+    ("[denoiser.model]\nclass_path = 'lidplug.models.REDCNN'\ninit_args = { channels = 'x' }\n",
+     "channels"),
+    ("[denoiser.model]\nclass_path = 'lidplug.models.Nope'\n", "Nope"),
+    ("[denoiser.model]\nclass_path = 'nowhere.Model'\n", "nowhere"),
+    ("[denoiser]\npretrained = 'redcnn'\nweights = 'x.pt'\n", "either"),
+    ("[denoiser]\nweights = 'x.pt'\nsha256 = 'abc'\n", "sha256"),
+    ("[[arms]]\nname = 'a'\nfeedbak = true\n", "feedbak"),
+    ("[[arms]]\nname = 'a'\n[[arms]]\nname = 'a'\n", "distinct"),
+    ("[[arms]]\nname = 'low_dose'\n", r"arms\.name"),
+    ("[[arms]]\nname = 'a'\ntrain = { roundz = 1 }\n", "roundz"),
+    ("[[arms]]\nname = 'a'\nwrap = { det_weight = -2.0 }\n", "det_weight"),
+    ("[evaluate]\nbootstrap = 1\n", "evaluate.bootstrap"),
+    ("[evaluate]\nhit_rule = 'touch'\n", "hit_rule"),
+    ("[data\n", "TOML"),
+])
+def test_bad_run_files_are_refused_naming_the_key(tmp_path, text, expected):
+    with pytest.raises(ValueError, match=expected):
+        load_run(_write(tmp_path, text))
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"none\.toml"):
+        load_run(tmp_path / "none.toml")
+    other = tmp_path / "run.yaml"
+    other.write_text("data: {}\n")
+    with pytest.raises(ValueError, match=r"\.toml"):
+        load_run(other)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="UTF-8"):
+        load_run(binary)
+
+
+@pytest.mark.parametrize(("text", "value"), [("false", False), ("true", True)])
+def test_booleans_mean_what_they_say(tmp_path, text, value):
+    spec, _ = load_run(_write(tmp_path, f"[train]\ndeterministic = {text}\n"))
+    assert spec.train.deterministic is value
+
+
+def test_python_api_checks_too():
+    with pytest.raises(ValueError, match="either"):
+        ModelSpec(pretrained="redcnn", weights="x.pt")
+    with pytest.raises(ValueError, match="class_path"):
+        ModelSpec(model={"init_args": {}})
+    from lidplug.training import TrainConfig
+
+    with pytest.raises(TypeError, match="deterministic"):
+        TrainConfig(deterministic="false")
+    with pytest.raises(ValueError, match="lr_denoiser"):
+        TrainConfig(lr_denoiser=math.inf)
+
+
+def test_dump_is_plain_data():
+    import json
+
+    spec, _ = load_run(TINY)
+    data = json.loads(json.dumps(dump_run(spec)))
+    assert data["denoiser"]["model"]["class_path"] == "lidplug.models.REDCNN"
+    assert data["arms"][0]["name"] == "baseline"
