@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from lidplug.balance import FeedbackBalancer
 from lidplug.data.boxes import make_target
 from lidplug.data.transforms import HUWindow
 from lidplug.detectors import DetectorAdapter, DetectorInput, DetectorPass, adapter_for
@@ -69,6 +70,11 @@ class WrapConfig:
         roi_sampling_ratio: RoIAlign samples per bin and axis.
         num_proposals: proposals per image for ``roi_source`` ``"proposals"``/``"both"``.
         clip_boxes: clip boxes reaching outside the image (with a warning) instead of raising.
+        balance: set the feedback weights automatically, each term's gradient on the denoised
+            image a fixed fraction of the pixel term's (:mod:`lidplug.balance`); ``det_weight``
+            and ``roi_weight`` are then unused.
+        det_fraction, roi_fraction: with ``balance``, those fractions (0 turns a term off).
+        balance_every: with ``balance``, steps between two measurements of the gradients.
     """
 
     pixel_loss: str = "mse"
@@ -80,18 +86,22 @@ class WrapConfig:
     roi_sampling_ratio: int = 2
     num_proposals: int = 16
     clip_boxes: bool = False
+    balance: bool = False
+    det_fraction: float = 0.5
+    roi_fraction: float = 0.5
+    balance_every: int = 10
 
     def __post_init__(self) -> None:
         if self.pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f"pixel_loss: expected one of {PIXEL_LOSSES}, got {self.pixel_loss!r}")
         if self.roi_source not in ROI_SOURCES:
             raise ValueError(f"roi_source: expected one of {ROI_SOURCES}, got {self.roi_source!r}")
-        for name in ("det_weight", "roi_weight"):
+        for name in ("det_weight", "roi_weight", "det_fraction", "roi_fraction"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool)
                     and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        for name in ("roi_output_size", "num_proposals"):
+        for name in ("roi_output_size", "num_proposals", "balance_every"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name}: expected an int > 0, got {value!r}")
@@ -104,6 +114,16 @@ class WrapConfig:
                 raise ValueError(f"roi_levels: expected a non-empty sequence of level names, got "
                                  f"{self.roi_levels!r}")
             self.roi_levels = tuple(self.roi_levels)
+
+    @property
+    def uses_detection(self) -> bool:
+        """Whether the detection term is on (a weight, or a balanced fraction, above 0)."""
+        return (self.det_fraction if self.balance else self.det_weight) > 0
+
+    @property
+    def uses_roi(self) -> bool:
+        """Whether the ROI perceptual term is on."""
+        return (self.roi_fraction if self.balance else self.roi_weight) > 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy (for checkpoints and export metadata)."""
@@ -150,6 +170,10 @@ class LesionAwareDenoiser(nn.Module):
         self.adapter = adapter
         self.window = window
         self.config = config
+        # Automatic feedback weights (lidplug.balance); its state is saved with checkpoints.
+        self.balancer = FeedbackBalancer(
+            {"detection": config.det_fraction, "roi_perceptual": config.roi_fraction},
+            every=config.balance_every) if config.balance else None
         self._trainable = {"denoiser": True, "detector": False}
         self.set_trainable(denoiser=True, detector=False)
 
@@ -260,23 +284,34 @@ class LesionAwareDenoiser(nn.Module):
         zero = pixel.new_zeros(())
         result = {"output": output, "pixel": pixel, "detection": zero, "roi_perceptual": zero,
                   "detector_losses": {}}
-        if cfg.det_weight == 0 and cfg.roi_weight == 0:
+        if not (cfg.uses_detection or cfg.uses_roi):
             result["loss"] = pixel
             return result
-        reference = self.input_adapter(clean) if cfg.roi_weight > 0 else None
+        reference = self.input_adapter(clean) if cfg.uses_roi else None
         det_pass = self.adapter.train_pass(detector or self.detector, self.input_adapter(output),
                                            targets, reference=reference)
         result["detection"] = _detection_loss(det_pass)
         result["detector_losses"] = dict(det_pass.losses)
-        if cfg.roi_weight > 0:
+        if cfg.uses_roi:
             levels = cfg.roi_levels or self.adapter.default_roi_levels(self.detector,
                                                                        det_pass.features)
             boxes = roi_boxes(det_pass, cfg.roi_source, cfg.num_proposals)
             result["roi_perceptual"] = roi_feedback(det_pass, levels, boxes,
                                                     cfg.roi_output_size, cfg.roi_sampling_ratio)
-        result["loss"] = (pixel + cfg.det_weight * result["detection"]
-                          + cfg.roi_weight * result["roi_perceptual"])
+        weights = self.feedback_weights(pixel, result, output)
+        result["loss"] = (pixel + weights["detection"] * result["detection"]
+                          + weights["roi_perceptual"] * result["roi_perceptual"])
+        result["weights"] = weights
         return result
+
+    def feedback_weights(self, pixel: Tensor, terms: Mapping[str, Tensor], output: Tensor
+                         ) -> dict[str, float]:
+        """This step's weights of the feedback terms: the fixed ones, or the balancer's."""
+        cfg = self.config
+        if self.balancer is None:
+            return {"detection": cfg.det_weight, "roi_perceptual": cfg.roi_weight}
+        return self.balancer(pixel, {k: terms[k] for k in ("detection", "roi_perceptual")
+                                     if cfg.uses_roi or k == "detection"}, output)
 
     def detector_objective(self, images: Tensor, targets: Sequence[Mapping[str, Tensor]], *,
                            detector: nn.Module | None = None) -> dict[str, Any]:
@@ -323,7 +358,8 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
         window: the normalisation the denoiser's units are in; None = ``HUWindow()``.
         **options: fields of :class:`WrapConfig` (``pixel_loss``, ``det_weight``, ``roi_weight``,
             ``roi_source``, ``roi_levels``, ``roi_output_size``, ``roi_sampling_ratio``,
-            ``num_proposals``, ``clip_boxes``).
+            ``num_proposals``, ``clip_boxes``, ``balance``, ``det_fraction``,
+            ``roi_fraction``, ``balance_every``).
 
     Returns:
         A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring).

@@ -1,8 +1,10 @@
-"""``lidplug train`` / ``evaluate`` / ``export`` / ``denoise`` on a tiny phantom run file."""
+"""``lidplug train`` / ``evaluate`` / ``export`` / ``denoise`` / ``demo`` on the tiny run file."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -12,92 +14,88 @@ from dicom_factory import CT_SMALL, ct_small_series
 
 from lidplug.cli import main
 
-RUN_FILE = """
-[data]
-kind = "phantom"
-options = { length = 4, size = 64, spacing = 4.5, simulate_kwargs = { views = 180 } }
-
-[evaluate]
-options = { length = 3 }
-
-[denoiser]
-name = "redcnn"
-options = { channels = 4 }
-
-[detector]
-name = "demo"
-options = { image_size = 64, fpn_channels = 16 }
-
-[wrap]
-det_weight = 0.01
-roi_weight = 0.1
-
-[train]
-detector_pretrain_steps = 1
-warmup_steps = 1
-rounds = 1
-denoiser_steps = 1
-detector_steps = 1
-batch_size = 2
-device = "cpu"
-progress = false
-"""
+TINY = Path(__file__).parent / "pipeline" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A finished tiny training run: (run file, output folder)."""
+    """A finished tiny run: (run file, output folder)."""
     root = tmp_path_factory.mktemp("run")
     config = root / "tiny.toml"
-    config.write_text(RUN_FILE)
+    shutil.copyfile(TINY, config)
     assert main(["train", "--config", str(config), "--out", str(root / "out")]) == 0
     return config, root / "out"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "denoise", "export", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "denoise", "export", "demo", "simulate"])
 def test_help(command, capsys):
     assert main([command, "--help"]) == 0
     assert "usage: lidplug " + command in capsys.readouterr().out
 
 
-def test_train_writes_checkpoint_and_model(trained):
+def test_train_writes_each_arm(trained):
     _, out = trained
-    for name in ("latest.pt", "denoiser.pt", "log.csv", "history.json", "run.toml"):
-        assert (out / name).is_file(), name
-    model = torch.jit.load(str(out / "denoiser.pt"))
+    for arm in ("baseline", "lidnet"):
+        for name in ("latest.pt", "denoiser.pt", "log.csv", "history.json"):
+            assert (out / arm / name).is_file(), (arm, name)
+    model = torch.jit.load(str(out / "lidnet" / "denoiser.pt"))
     assert model(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
-    assert len(json.loads((out / "history.json").read_text())) == 4  # 1 + 1 + (1 + 1) steps
+    assert (out / "run.json").is_file()
 
 
-def test_train_json_run_file(tmp_path):
-    import tomllib
+def test_default_out_is_the_run_files_stem_and_overrides_apply(tmp_path):
+    config = tmp_path / "mine.toml"
+    shutil.copyfile(TINY, config)
+    assert main(["train", "--config", str(config), "--train.denoiser_steps", "1"]) == 0
+    history = json.loads((tmp_path / "mine" / "baseline" / "history.json").read_text())
+    assert len(history) == 1
 
-    config = tmp_path / "run.json"
-    config.write_text(json.dumps(tomllib.loads(RUN_FILE)))
-    assert main(["train", "--config", str(config)]) == 0
-    assert (tmp_path / "run" / "latest.pt").is_file()  # default --out: the file's stem
 
-
-def test_train_refuses_to_overwrite_a_checkpoint(trained, capsys):
+def test_train_refuses_to_overwrite_checkpoints(trained, capsys):
     config, out = trained
     assert main(["train", "--config", str(config), "--out", str(out)]) == 2
     assert "--resume" in error_line(capsys)
 
 
+def test_resume_of_a_finished_run_keeps_history(trained, tmp_path):
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "lidnet" / "history.json").read_text())
+    assert main(["train", "--config", str(config), "--out", str(copy), "--resume"]) == 0
+    assert json.loads((copy / "lidnet" / "history.json").read_text()) == before
+
+
 @pytest.mark.parametrize(("text", "expected"), [
-    ("[data]\nkind = 'mri'\n", "kind"),
-    ("[data]\nkind = 'phantom'\n[trian]\nrounds = 1\n", "unknown table"),
-    ("[data]\nkind = 'phantom'\n[train]\nrounds = -1\n", "rounds"),
-    ("[data]\nkind = 'phantom'\n[wrap]\nroi_wieght = 1\n", "roi_wieght"),
-    ("[data]\nkind = 'deeplesion'\nroot = 'nowhere'\n", "root"),
+    ("[data]\nkind = 'mri'\n", "data.kind"),
+    ("[trian]\nrounds = 1\n", "trian"),
+    ("[data]\nkinds = 'phantom'\n", "kinds"),
+    ("[train]\nrounds = -1\n", "rounds"),
+    ("[train]\nlr_denoiser = inf\n", "lr_denoiser"),
+    ("[train]\nrounds = 99999999999999999999\n", "rounds"),
+    ("[data]\nsize = 'big'\n", "data.size"),
+    ("[wrap]\nroi_wieght = 1.0\n", "roi_wieght"),
+    ("[data]\nkind = 'deeplesion'\nroot = 'nowhere'\n", "nowhere"),
     ("[data\n", "TOML"),
-    ("[data]\nkind = 'phantom'\n[denoiser]\nname = 'nope'\n", "create_denoiser"),
+    ("[denoiser]\npretrained = 'nope'\n", "pretrained"),
 ])
 def test_train_user_errors(tmp_path, capsys, text, expected):
     config = tmp_path / "bad.toml"
     config.write_text(text)
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert expected in error_line(capsys)
+    assert not (tmp_path / "o").exists()  # nothing written before the run file is good
+
+
+def test_bad_overrides_are_user_errors(tmp_path, capsys):
+    assert main(["train", "--config", str(TINY), "--out", str(tmp_path / "o"),
+                 "--train.roundz", "2"]) == 2
+    assert "roundz" in error_line(capsys)
+    assert main(["train", "--config", str(TINY), "stray"]) == 2
+    assert "stray" in error_line(capsys)
+    assert main(["export", "x.pt", "--config", str(TINY), "--checkpoint", "c.pt",
+                 "--train.rounds", "2"]) == 2
+    error_line(capsys)
 
 
 def test_train_missing_run_file(tmp_path, capsys):
@@ -105,42 +103,55 @@ def test_train_missing_run_file(tmp_path, capsys):
     assert "none.toml" in error_line(capsys)
 
 
-def test_evaluate(trained, tmp_path, capsys):
+def test_evaluate_writes_metrics_and_report(trained, capsys):
     config, out = trained
-    target = tmp_path / "metrics.json"
-    assert main(["evaluate", "--config", str(config), "--checkpoint", str(out / "latest.pt"),
-                 "--out", str(target), "--resamples", "10"]) == 0
-    metrics = json.loads(target.read_text())
-    assert list(metrics) == ["low_dose", "denoised"]
-    assert set(metrics["denoised"]["psnr"]) == {"mean", "low", "high"}
-    assert list(metrics["denoised"]["froc_sensitivity"]) == ["0.125", "0.25", "0.5", "1", "2",
-                                                             "4", "8"]
-    assert "denoised" in capsys.readouterr().out
+    assert main(["evaluate", "--config", str(config), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"low_dose", "baseline", "lidnet", "normal_dose", "lidnet_minus_baseline",
+            "protocol"} <= set(metrics)
+    assert (out / "report.html").is_file()
+    assert "lidnet_minus_baseline" in capsys.readouterr().out
 
 
-def test_evaluate_user_error(trained, tmp_path, capsys):
-    config, _ = trained
-    assert main(["evaluate", "--config", str(config), "--checkpoint",
-                 str(tmp_path / "missing.pt")]) == 2
-    assert "missing.pt" in error_line(capsys)
+def test_evaluate_validation_split(trained):
+    config, out = trained
+    assert main(["evaluate", "--config", str(config), "--out", str(out),
+                 "--split", "validation"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["n_slices"] == 4
+
+
+def test_evaluate_user_errors(trained, tmp_path, capsys):
+    config, out = trained
+    assert main(["evaluate", "--config", str(config), "--out", str(tmp_path / "empty")]) == 2
+    assert "lidplug train" in error_line(capsys)
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text().replace("channels = 4", "channels = 6"))
+    assert main(["evaluate", "--config", str(changed), "--out", str(out)]) == 2
+    assert "does not fit" in error_line(capsys)
 
 
 def test_export(trained, tmp_path):
     config, out = trained
     target = tmp_path / "exported.pt"
     assert main(["export", str(target), "--config", str(config), "--checkpoint",
-                 str(out / "latest.pt")]) == 0
-    model = torch.jit.load(str(target))
+                 str(out / "lidnet" / "latest.pt")]) == 0
     x = torch.rand(1, 1, 64, 64)
-    assert torch.allclose(model(x), torch.jit.load(str(out / "denoiser.pt"))(x), atol=1e-5)
+    reference = torch.jit.load(str(out / "lidnet" / "denoiser.pt"))(x)
+    assert torch.allclose(torch.jit.load(str(target))(x), reference, atol=1e-5)
 
 
-def test_export_user_error(trained, capsys):
+def test_export_user_errors(trained, tmp_path, capsys):
     config, out = trained
-    # The output exists already (the checkpoint itself): refused without --overwrite.
-    assert main(["export", str(out / "denoiser.pt"), "--config", str(config), "--checkpoint",
-                 str(out / "latest.pt")]) == 2
+    # The output exists already: refused without --overwrite.
+    assert main(["export", str(out / "lidnet" / "denoiser.pt"), "--config", str(config),
+                 "--checkpoint", str(out / "lidnet" / "latest.pt")]) == 2
     assert "--overwrite" in error_line(capsys)
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text().replace("channels = 4", "channels = 6"))
+    assert main(["export", str(tmp_path / "x.pt"), "--config", str(changed), "--checkpoint",
+                 str(out / "lidnet" / "latest.pt")]) == 2
+    error_line(capsys)
 
 
 @pytest.fixture
@@ -153,7 +164,8 @@ def series(tmp_path):
 def test_denoise_series(trained, series, tmp_path, capsys):
     _, out = trained
     target = tmp_path / "denoised"
-    assert main(["denoise", str(series), str(target), "--model", str(out / "denoiser.pt")]) == 0
+    assert main(["denoise", str(series), str(target), "--model",
+                 str(out / "lidnet" / "denoiser.pt")]) == 0
     files = sorted(target.glob("*.dcm"))
     assert len(files) == 2
     ds = pydicom.dcmread(files[0])
@@ -161,14 +173,13 @@ def test_denoise_series(trained, series, tmp_path, capsys):
     assert "wrote 2 slice(s)" in capsys.readouterr().out
 
 
-def test_denoise_user_errors(trained, series, tmp_path, capsys):
-    _, out = trained
-    assert main(["denoise", str(series), str(tmp_path / "o"), "--model",
-                 str(tmp_path / "nope.pt")]) == 2
-    assert "nope.pt" in error_line(capsys)
-    assert main(["denoise", str(series), str(series / "inside"), "--model",
-                 str(out / "denoiser.pt")]) == 2
-    assert "inside" in error_line(capsys)
+def test_demo_user_errors(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["demo", "--out", str(blocker)]) == 2
+    assert "expected a folder" in error_line(capsys)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--train.rounds", "x"]) == 2
+    assert "rounds" in error_line(capsys)
 
 
 def test_console_script_error_is_one_line(tmp_path):

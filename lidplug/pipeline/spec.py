@@ -404,7 +404,7 @@ class RunSpec:
         """``[wrap]`` with the arm's overrides; a plain arm has no feedback terms."""
         changes = dict(arm.wrap)
         if not arm.feedback:
-            changes.update(det_weight=0.0, roi_weight=0.0)
+            changes.update(det_weight=0.0, roi_weight=0.0, balance=False)
         return _replace(self.wrap, changes, f"arms[{arm.name}].wrap")
 
     def arm_train(self, arm: ArmSpec) -> TrainConfig:

@@ -197,6 +197,8 @@ class CollaborativeTrainer:
             "scaler": self.scaler.state_dict(),
             "world": self.dist.world,
             "history": list(self.history),
+            "balancer": ({} if self.model.balancer is None
+                         else self.model.balancer.state_dict()),
         }
 
     def save(self) -> Path | None:
@@ -214,6 +216,8 @@ class CollaborativeTrainer:
         state = load_checkpoint(path)
         self.model.denoiser.load_state_dict(state["denoiser"])
         self.model.detector.load_state_dict(state["detector"])
+        if self.model.balancer is not None and state.get("balancer"):
+            self.model.balancer.load_state_dict(state["balancer"])
         for k in _MODELS:
             if self.optimizers[k] is not None:
                 self.optimizers[k].load_state_dict(state["optimizers"][k])
@@ -304,6 +308,8 @@ class CollaborativeTrainer:
     def _terms(result: dict[str, Any]) -> dict[str, float]:
         terms = {k: float(v.detach()) for k, v in result.items()
                  if k in ("loss", "pixel", "detection", "roi_perceptual")}
+        for k, v in result.get("weights", {}).items():
+            terms[f"weight/{k}"] = float(v)
         for k, v in result.get("detector_losses", {}).items():
             terms[f"detector/{k}"] = float(v.detach())
         return terms

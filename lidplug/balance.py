@@ -1,0 +1,109 @@
+"""Automatic balancing of LIDnet's feedback terms against the pixel term, by their gradients.
+
+What the denoiser learns from each term is the gradient that term sends to the denoised image.
+Fixed weights balance those gradients only for one detector, one image size and one unit
+convention: measured on the built-in phantoms, the ratio of the detection gradient to the pixel
+gradient per unit weight moves by orders of magnitude between a fresh and a trained detector,
+and with the window units (:class:`lidplug.data.HUWindow`). So with balancing on, a term's
+weight is set for it to send a chosen *fraction* of the pixel term's gradient norm:
+
+    w_k = fraction_k * ||d L_pix / d x_hat|| / ||d L_k / d x_hat||
+
+with ``x_hat`` the denoised batch. The norms are measured every ``every`` steps (two extra
+backward passes to the denoised image, through the detector only: the denoiser's own backward
+is not repeated), smoothed by an exponential moving average of their log ratio (the ratio spans
+decades; a mean of logs is not pulled by one outlier batch), and the weights are held in
+between, so the measurement costs about ``2 / every`` of a detector backward per step. The
+state (smoothed log ratios, steps seen) is a buffer of this module, saved with the trainer's
+checkpoints, so a resumed run continues with the same weights.
+
+Under DDP each process measures its own batch; the weights may then differ slightly between
+processes (DDP averages the resulting gradients).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FeedbackBalancer"]
+
+TERMS = ("detection", "roi_perceptual")
+
+
+class FeedbackBalancer(nn.Module):
+    """Weights that give each feedback term a fraction of the pixel gradient (see the module
+    docstring).
+
+    Args:
+        fractions: term name (``"detection"``, ``"roi_perceptual"``) -> target ratio of its
+            gradient norm to the pixel term's, on the denoised image (0 turns the term off).
+        every: steps between measurements (1 measures every step).
+        momentum: of the moving average of the log ratios (0 keeps only the last measurement).
+    """
+
+    def __init__(self, fractions: dict[str, float], every: int = 10, momentum: float = 0.8
+                 ) -> None:
+        super().__init__()
+        unknown = sorted(set(fractions) - set(TERMS))
+        if unknown:
+            raise ValueError(f"fractions: expected terms among {TERMS}, got {unknown}")
+        for name, value in fractions.items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} fraction: expected a finite number >= 0, got {value!r}")
+        if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+            raise ValueError(f"every: expected an int >= 1, got {every!r}")
+        if not (isinstance(momentum, int | float) and 0 <= momentum < 1):
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        self.fractions = {k: float(v) for k, v in fractions.items()}
+        self.every = every
+        self.momentum = float(momentum)
+        # log(||grad term|| / ||grad pixel||) per unit weight; NaN until first measured.
+        self.register_buffer("log_ratio", torch.full((len(TERMS),), math.nan,
+                                                     dtype=torch.float64))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+
+    def _measure(self, pixel: Tensor, terms: dict[str, Tensor], output: Tensor) -> None:
+        g_pix = torch.autograd.grad(pixel, output, retain_graph=True)[0]
+        n_pix = float(g_pix.double().norm())
+        for i, name in enumerate(TERMS):
+            term = terms.get(name)
+            if term is None or not term.requires_grad or self.fractions.get(name, 0) == 0:
+                continue
+            g = torch.autograd.grad(term, output, retain_graph=True, allow_unused=True)[0]
+            n = 0.0 if g is None else float(g.double().norm())
+            if not (n > 0 and n_pix > 0 and math.isfinite(n) and math.isfinite(n_pix)):
+                continue  # nothing to balance this time (no lesion in the batch, or a flat term)
+            value = math.log(n / n_pix)
+            old = float(self.log_ratio[i])
+            self.log_ratio[i] = value if math.isnan(old) else (
+                self.momentum * old + (1 - self.momentum) * value)
+
+    def forward(self, pixel: Tensor, terms: dict[str, Tensor], output: Tensor
+                ) -> dict[str, float]:
+        """The weights for this step (measuring first when one is due, in training).
+
+        Args:
+            pixel: the pixel term (a scalar with a graph to ``output``).
+            terms: the feedback terms by name (scalars with graphs to ``output``).
+            output: the denoised batch the terms were computed from.
+
+        Returns:
+            Term name -> weight (0 for a term never measured, or with fraction 0).
+        """
+        if self.training and output.requires_grad:
+            if int(self.steps) % self.every == 0:
+                self._measure(pixel, terms, output)
+            self.steps += 1
+        weights = {}
+        for i, name in enumerate(TERMS):
+            ratio = float(self.log_ratio[i])
+            fraction = self.fractions.get(name, 0.0)
+            weights[name] = 0.0 if math.isnan(ratio) or fraction == 0 else (
+                fraction * math.exp(-ratio))
+        return weights
+
+    def extra_repr(self) -> str:
+        return f"fractions={self.fractions}, every={self.every}, momentum={self.momentum}"
