@@ -22,6 +22,7 @@ split or index, and the same as in ``lidplug simulate`` run on the folder with t
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -40,13 +41,15 @@ _REQUIRED = (
 )
 
 
-def _floats(text: str, n: int, where: str) -> list[float]:
+def _floats(text: str, n: int, where: str, *, positive: bool = False) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != n:
-        raise ValueError(f"{where}: expected {n} comma-separated numbers, got {text!r}")
+    if len(values) != n or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{where}: expected {n} comma-separated finite numbers, got {text!r}")
+    if positive and not all(v > 0 for v in values):
+        raise ValueError(f"{where}: expected {n} positive numbers, got {text!r}")
     return values
 
 
@@ -72,6 +75,11 @@ def read_dl_info(path: str | os.PathLike) -> list[dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
+            # A short row leaves None in its last columns (a long one a list under None).
+            short = [c for c in _REQUIRED if not isinstance(row.get(c), str)]
+            if short or None in row:
+                raise ValueError(f"{where}: expected {len(reader.fieldnames)} columns, got a row "
+                                 f"{'missing ' + str(short) if short else 'with extra values'}")
             name = row["File_name"].strip()
             folder, sep, slice_file = name.rpartition("_")
             if not sep or not slice_file.endswith(".png"):
@@ -85,7 +93,8 @@ def read_dl_info(path: str | os.PathLike) -> list[dict[str, Any]]:
                 raise ValueError(f"{where}: expected integer type and split, got {err}") from None
             if split not in SPLITS.values():
                 raise ValueError(f"{where}: expected Train_Val_Test in 1/2/3, got {split}")
-            sx, sy, sz = _floats(row["Spacing_mm_px_"], 3, f"{where} Spacing_mm_px_")
+            sx, sy, sz = _floats(row["Spacing_mm_px_"], 3, f"{where} Spacing_mm_px_",
+                                 positive=True)
             rec = records.setdefault(name, {
                 "file_name": name, "image": f"Images_png/{folder}/{slice_file}", "boxes": [],
                 "types": [], "spacing": (sy, sx), "slice_interval": sz, "split": split,
@@ -95,7 +104,11 @@ def read_dl_info(path: str | os.PathLike) -> list[dict[str, Any]]:
                     ("series", "Series_ID"), ("key_slice", "Key_slice_index"),
                 ) if (row.get(col) or "").strip().lstrip("-").isdigit()},
             })
-            rec["boxes"].append(_floats(row["Bounding_boxes"], 4, f"{where} Bounding_boxes"))
+            box = _floats(row["Bounding_boxes"], 4, f"{where} Bounding_boxes")
+            if not (box[0] < box[2] and box[1] < box[3]):
+                raise ValueError(f"{where} Bounding_boxes: expected x1 < x2 and y1 < y2, got "
+                                 f"{row['Bounding_boxes']!r}")
+            rec["boxes"].append(box)
             rec["types"].append(kind)
             rec["noisy"] |= (row.get("Possibly_noisy") or "0").strip() == "1"
     return list(records.values())

@@ -214,8 +214,13 @@ class CollaborativeTrainer:
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by :meth:`save` (see the module docstring)."""
         state = load_checkpoint(path)
-        self.model.denoiser.load_state_dict(state["denoiser"])
-        self.model.detector.load_state_dict(state["detector"])
+        for name in _MODELS:
+            try:
+                getattr(self.model, name).load_state_dict(state[name])
+            except (RuntimeError, KeyError) as err:  # another model than the one saved
+                raise ValueError(f"checkpoint {path}: its {name} does not fit this {name} "
+                                 f"({' '.join(str(err).split())[:300]}); expected the model "
+                                 "the checkpoint was trained with") from None
         if self.model.balancer is not None and state.get("balancer"):
             self.model.balancer.load_state_dict(state["balancer"])
         for k in _MODELS:

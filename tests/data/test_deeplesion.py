@@ -38,6 +38,23 @@ def test_read_dl_info_reports_bad_rows(tmp_path):
         read_dl_info(bad)
 
 
+@pytest.mark.parametrize(("row", "match"), [
+    ('"10, 10, 5, 20",1,"1, 1, 5",1', "x1 < x2"),                 # inverted box
+    ('"1, 2, nan, 4",1,"1, 1, 5",1', "finite"),                   # NaN coordinate
+    ('"1, 2, 3, 4",1,"0, 1, 5",1', "positive"),                   # zero spacing
+    ('"1, 2, 3, 4",1,"1, inf, 5",1', "finite"),
+    ('"1, 2, 3, 4",1', "missing"),                                # a short row
+    ('"1, 2, 3, 4",1,"1, 1, 5",1,extra', "extra"),                # a long one
+])
+def test_read_dl_info_refuses_bad_values_naming_the_row(tmp_path, row, match):
+    bad = tmp_path / "DL_info.csv"
+    bad.write_text("File_name,Bounding_boxes,Coarse_lesion_type,Spacing_mm_px_,Train_Val_Test\n"
+                   f"000001_01_01_109.png,{row}\n")
+    with pytest.raises(ValueError, match=match) as info:
+        read_dl_info(bad)
+    assert "DL_info.csv:2" in str(info.value)
+
+
 def test_png_hu_round_trip(tmp_path):
     hu = torch.tensor([[-32768.0, -1024.5, 0.4], [3071.0, 32767.0, 40000.0]])
     path = write_png_hu(hu, tmp_path / "a" / "1.png")

@@ -195,7 +195,7 @@ def test_amp_bf16_runs():
 def test_bad_config_and_arguments(tmp_path):
     with pytest.raises(ValueError, match="mode: expected one of"):
         TrainConfig(mode="sometimes")
-    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size: expected an int in \[1, 1000000000\], got 0"):
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="amp: expected one of"):
         TrainConfig(amp="fp8")
@@ -214,3 +214,72 @@ def test_tensorboard_events_are_written(tmp_path):
     trainer.fit()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+def test_history_covers_every_step_across_a_resume(tmp_path):
+    cfg = _config(warmup_steps=2, rounds=1, denoiser_steps=2, detector_steps=1,
+                  out_dir=str(tmp_path), checkpoint_every=1)
+    first = CollaborativeTrainer(tiny_model(), phantoms(), cfg)
+    first.fit(stop_at=3)
+    second = CollaborativeTrainer(tiny_model(), phantoms(), cfg, resume=True)
+    assert [h["step"] for h in second.history] == [1, 2, 3]  # kept from the checkpoint
+    second.fit()
+    assert [h["step"] for h in second.history] == [1, 2, 3, 4, 5]
+    assert [h["phase"] for h in second.history] == ["warmup", "warmup", "denoiser", "denoiser",
+                                                    "detector"]
+    # Resuming a finished run changes nothing and loses nothing.
+    third = CollaborativeTrainer(tiny_model(), phantoms(), cfg, resume=True)
+    assert third.fit() == second.history
+
+
+def test_stale_temporary_checkpoints_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True)
+    dead = int(done.stdout)  # a process that has exited: its file is garbage
+    stale = tmp_path / f".latest.pt.{dead}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    unrelated = tmp_path / ".other.pt.1.tmp"
+    unrelated.write_bytes(b"x")
+    save_checkpoint({"step": 1}, tmp_path / "latest.pt")
+    assert not stale.exists() and unrelated.exists()
+
+
+def test_a_checkpoint_of_another_model_is_refused_on_resume(tmp_path):
+    cfg = _config(warmup_steps=1, rounds=0, out_dir=str(tmp_path))
+    CollaborativeTrainer(tiny_model(), phantoms(), cfg).fit()
+    other = wrap(TinyDenoiser(channels=5), faster_rcnn())
+    with pytest.raises(ValueError, match="does not fit"):
+        CollaborativeTrainer(other, phantoms(), cfg, resume=True)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    cfg = _config(warmup_steps=2, rounds=0, out_dir=str(tmp_path), checkpoint_every=1)
+    trainer = CollaborativeTrainer(tiny_model(), phantoms(), cfg)
+    trainer.fit(stop_at=1)
+
+    def full(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full)
+    with pytest.raises(OSError, match="No space"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "latest.pt")["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def test_a_model_without_parameters_can_sit_out_its_phases():
+    from torch import nn
+
+    model = wrap(nn.Identity(), faster_rcnn())
+    trainer = CollaborativeTrainer(model, phantoms(), _config(detector_pretrain_steps=1,
+                                                              rounds=0))
+    assert trainer.optimizers["denoiser"] is None
+    trainer.fit()
+    with pytest.raises(ValueError, match="no parameters"):
+        CollaborativeTrainer(wrap(nn.Identity(), faster_rcnn()), phantoms(),
+                             _config(warmup_steps=1, rounds=0))
