@@ -13,9 +13,11 @@ from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.spec import RunSpec
 from lidplug.pipeline.train import ArmResult
 
-__all__ = ["METRICS_FILE", "REPORT_FILE", "format_summary", "verdicts", "write_outputs"]
+__all__ = ["DETAILS_FILE", "METRICS_FILE", "REPORT_FILE", "format_summary", "verdicts",
+           "write_outputs"]
 
 METRICS_FILE = "metrics.json"
+DETAILS_FILE = "details.json"
 REPORT_FILE = "report.html"
 
 #: (key, label, digits, higher is better) of the summary table and the verdicts.
@@ -77,9 +79,15 @@ def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 def write_outputs(spec: RunSpec, out: Path, evaluation: Evaluation, held: HeldOut,
                   arms: Mapping[str, ArmResult], *, report: bool = True) -> dict[str, Path]:
-    """Write ``metrics.json`` and ``report.html`` into ``out``; returns their paths."""
-    files = {"metrics": out / METRICS_FILE}
+    """Write ``metrics.json``, ``details.json`` (per-lesion values and FROC curves, for figures
+    and further analysis) and ``report.html`` into ``out``; returns their paths."""
+    files = {"metrics": out / METRICS_FILE, "details": out / DETAILS_FILE}
     files["metrics"].write_text(json.dumps(evaluation.metrics, indent=1) + "\n")
+    details = {"froc_curves": evaluation.froc_curves,
+               "lesions": {name: {k: v.tolist() for k, v in table.items()}
+                           for name, table in evaluation.lesions.items()},
+               "spacing_mm": spec.data.spacing}
+    files["details"].write_text(json.dumps(details, allow_nan=True) + "\n")
     if report:
         from lidplug.report import build_report, write_report
 
