@@ -65,6 +65,39 @@ def test_load_bad_metadata(tmp_path, exported, text, match):
         read_metadata(tmp_path / "bad.pt")
 
 
+def _edited_metadata(exported, edit):
+    meta = read_metadata(exported)
+    edit(meta)
+    return json.dumps(meta)
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda m: m.pop("archive"), r"expected 'archive' to be 'torchscript' or 'torch.export', got None"),
+    (lambda m: m.update(archive="onnx"), r"expected 'archive' .*, got 'onnx'"),
+    (lambda m: m.pop("window"), r"expected 'window' to be an object with lo, hi and clamp, got None"),
+    (lambda m: m["window"].pop("hi"), r"expected 'window.hi' to be a finite number \(HU\), got None"),
+    (lambda m: m["window"].update(lo=5000), r"expected 'window' to be lo < hi"),
+    (lambda m: m["window"].update(clamp="no"), r"expected 'window.clamp' to be true or false, got 'no'"),
+    (lambda m: m.pop("input"), r"expected 'input.channels' to be a positive integer, got None"),
+    (lambda m: m.update(ops="lidplug::roi_pool"), r"expected 'ops' to be a list of operator names"),
+    (lambda m: m.update(archive="torch.export"),
+     r"does not match it: expected archive 'torchscript' \(what the file is\), got 'torch.export'"),
+], ids=["no-archive", "unknown-archive", "no-window", "no-window-hi", "inverted-window",
+        "clamp-not-bool", "no-input", "ops-not-a-list", "wrong-archive-kind"])
+def test_load_incomplete_metadata(tmp_path, exported, edit, match):
+    # A KeyError (or torch.export.load on a TorchScript file) while loading, before.
+    _rewrite_metadata(exported, tmp_path / "bad.pt", _edited_metadata(exported, edit))
+    with pytest.raises(ValueError, match=r"'.*bad\.pt' has an? .*lidplug\.json.*" + match):
+        load(tmp_path / "bad.pt")
+
+
+def test_load_a_damaged_zip(tmp_path, exported):
+    raw = exported.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2] + raw[-200:])
+    with pytest.raises(ValueError, match=r"cut\.pt'"):
+        load(tmp_path / "cut.pt")
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"method": "onnx"}, ValueError, "expected method one of .*, got 'onnx'"),
     ({"method": "script", "name": "d.pt2"}, ValueError, "use a .pt2 suffix for torch.export"),
