@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
@@ -147,5 +148,62 @@ def test_denoiser_that_returns_no_tensor(tmp_path):
 
 
 def test_exported_model_rejects_a_bad_input_shape(exported):
-    with pytest.raises(Exception, match=r"expected a Tensor\[B, 1, H, W\], got shape \[1, 32, 32\]"):
-        load(exported)(torch.rand(1, 32, 32))
+    # A ValueError from lidplug.load's module, not the TorchScript traceback of torch.jit.Error.
+    model = load(exported)
+    for x in (torch.rand(1, 32, 32), torch.rand(1, 3, 32, 32)):
+        with pytest.raises(ValueError, match=r"expected a Tensor\[B, 1, H, W\], got "
+                                             + re.escape(f"shape {list(x.shape)}")):
+            model(x)
+    with pytest.raises(ValueError, match=r"expected a floating-point tensor, got torch.int64"):
+        model(torch.ones(1, 1, 8, 8, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"expected a Tensor\[B, 1, H, W\], got ndarray"):
+        model(torch.rand(1, 1, 8, 8).numpy())
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    """RED-CNN (unpadded: 21 pixels at least) and U-Net exports, as TorchScript and .pt2."""
+    from lidplug.models import create_denoiser
+
+    root = tmp_path_factory.mktemp("small")
+    paths = {}
+    for name, options in (("redcnn", {"channels": 4}), ("unet", {"base_channels": 4})):
+        for suffix in (".pt", ".pt2"):
+            torch.manual_seed(0)
+            paths[name + suffix] = root / f"{name}{suffix}"
+            export(create_denoiser(name, **options), paths[name + suffix])
+    return paths
+
+
+@pytest.mark.slow  # four exports, two of them torch.export (a few seconds each on a CPU)
+@pytest.mark.parametrize(("name", "size", "match"), [
+    ("redcnn.pt", (16, 16), r"expected slices of at least 21x21 pixels, got 16x16 \(the model said: "
+                            r"ValueError: REDCNN: expected H, W >= 21"),
+    ("redcnn.pt", (40, 16), r"expected slices of at least 21x21 pixels, got 40x16"),
+    # torch.export specialises a size-1 intermediate, so the program refuses 21 (22 passes).
+    ("redcnn.pt2", (16, 16), r"expected slices of at least 22x22 pixels, got 16x16 \(the model "
+                             r"said: AssertionError: Guard failed"),
+    ("unet.pt2", (12, 12), r"expected slices of at least 16x16 pixels whose sides are multiples of 8, got 12x12"),
+    ("unet.pt2", (24, 20), r"expected slices of at least 16x16 pixels whose sides are multiples of 8, got 24x20"),
+])
+def test_a_size_the_model_refuses_is_a_value_error_naming_the_sizes(small_models, name, size, match):
+    # Before: torch.jit.Error with the model's TorchScript traceback (55 lines for RED-CNN at
+    # 16x16), or torch.export's AssertionError "Guard failed: x.size()[2] >= 21".
+    model = load(small_models[name])
+    with pytest.raises(ValueError, match=r"lidplug denoiser: " + match):
+        model.denoise_hu(torch.zeros(2, 1, *size))
+    low, step = model.accepted_sizes()
+    assert model(torch.zeros(1, 1, low + step, low)).shape == (1, 1, low + step, low)
+
+
+@pytest.mark.slow
+def test_a_failure_that_is_not_the_size_passes_through(small_models):
+    model = load(small_models["redcnn.pt"])
+
+    class Broken(torch.nn.Module):  # fails for another reason than the image size
+        def forward(self, x):
+            raise RuntimeError("CUDA error: out of memory")
+
+    model.module = Broken()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model(torch.zeros(1, 1, 32, 32))
