@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lidplug.deploy import _program
-from lidplug.deploy._errors import model_error
+from lidplug.deploy._errors import model_error, short_error
 from lidplug.deploy._metadata import TORCH_EXPORT, read_metadata, window_from_metadata
 from lidplug.deploy._torchscript import quiet_jit
 
@@ -152,6 +152,13 @@ def load(path: str | PathLike[str], map_location: str | torch.device | None = No
     Custom ops the model calls (``metadata["ops"]``) are loaded first: lidplug's own compiled ops
     library, or torchvision's.
 
+    Loading runs no code from the file. A TorchScript archive is read by libtorch's own
+    unpickler (tensors and TorchScript types only) and runs in the TorchScript interpreter. A
+    torch.export archive is checked first, because torch's loader would unpickle and ``exec``
+    parts of a crafted one: an archive holding anything a lidplug export never holds (pickled
+    weights or inputs, compiled code, Python in its guards or symbolic sizes, nodes calling
+    other callables than registered operators) is refused (:mod:`lidplug.deploy._untrusted`).
+
     Args:
         path: the ``.pt`` / ``.pt2`` file.
         map_location: device for the weights (e.g. ``"cuda"``); default where they were saved
@@ -162,7 +169,9 @@ def load(path: str | PathLike[str], map_location: str | torch.device | None = No
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a lidplug export (the message says what it looks like).
+        ValueError: the file is not a lidplug export (the message says what it looks like), is
+            damaged, or is a torch.export archive whose loading could run code.
+        RuntimeError: the model calls lidplug's ops and the compiled ops library is unavailable.
     """
     meta = read_metadata(path)
     path = str(path)
@@ -172,6 +181,10 @@ def load(path: str | PathLike[str], map_location: str | torch.device | None = No
         if map_location is not None:
             module = module.to(map_location)
     else:
-        with quiet_jit():
-            module = torch.jit.load(path, map_location=map_location)
+        try:
+            with quiet_jit():
+                module = torch.jit.load(path, map_location=map_location)
+        except RuntimeError as exc:  # libtorch's reader on a damaged archive
+            raise ValueError(f"lidplug.load: cannot load the TorchScript module of {path!r}: "
+                             f"{short_error(exc, max_lines=3)}") from exc
     return DeployedDenoiser(module, meta)

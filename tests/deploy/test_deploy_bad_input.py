@@ -207,3 +207,19 @@ def test_a_failure_that_is_not_the_size_passes_through(small_models):
     model.module = Broken()
     with pytest.raises(RuntimeError, match="out of memory"):
         model(torch.zeros(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_load_an_archive_with_a_damaged_entry(tmp_path, exported, suffix):
+    # lidplug.json intact, the model's data replaced: libtorch's RuntimeError before.
+    source = exported if suffix == ".pt" else tmp_path / "src.pt2"
+    if suffix == ".pt2":
+        export(ScriptableDenoiser(), source)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp_path / f"bad{suffix}", "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            damaged = item.filename.endswith(("/data.pkl", "/models/model.json"))
+            zout.writestr(item, b"{}" if damaged else data)
+    with pytest.raises(ValueError, match=r"lidplug.load: cannot load the (TorchScript module|"
+                                         r"torch.export program) of '.*bad\.pt2?'"):
+        load(tmp_path / f"bad{suffix}")
