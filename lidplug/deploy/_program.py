@@ -38,9 +38,9 @@ def export_program(shell: Deployable, example: Tensor) -> torch.export.ExportedP
                           f"{type(shell.denoiser).__name__}: {short_error(exc)}") from exc
 
 
-def save_program(program: torch.export.ExportedProgram, path: str | PathLike[str],
+def save_program(program: torch.export.ExportedProgram, f: str | PathLike[str] | io.BytesIO,
                  extra_files: Mapping[str, str]) -> None:
-    torch.export.save(program, path, extra_files=dict(extra_files))
+    torch.export.save(program, f, extra_files=dict(extra_files))
 
 
 def load_program(path: str | PathLike[str]) -> torch.nn.Module:

@@ -223,3 +223,40 @@ def test_load_an_archive_with_a_damaged_entry(tmp_path, exported, suffix):
     with pytest.raises(ValueError, match=r"lidplug.load: cannot load the (TorchScript module|"
                                          r"torch.export program) of '.*bad\.pt2?'"):
         load(tmp_path / f"bad{suffix}")
+
+
+_FULL_DISK = """
+import resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+from deploy_models import ScriptableDenoiser
+from lidplug.deploy import export
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # as a full disk would, past 4 KB
+try:
+    export(ScriptableDenoiser(), sys.argv[1])
+except OSError as exc:
+    print("OSError", exc.errno, exc)
+"""
+
+
+@pytest.mark.slow  # a fresh process
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_export_onto_a_full_disk_is_an_os_error_and_keeps_the_old_file(tmp_path, suffix):
+    # libtorch's writer aborted the process (std::terminate, exit status -6) when a write
+    # failed: no message, and the temporary file stayed.
+    import errno
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not hasattr(resource, "RLIMIT_FSIZE"):
+        pytest.skip("needs RLIMIT_FSIZE to make writes fail")
+    target = tmp_path / f"d{suffix}"
+    target.write_bytes(b"the previous export")
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(target),
+                          str(Path(__file__).parent)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"OSError {errno.EFBIG} "), run.stdout + run.stderr[-2000:]
+    assert target.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

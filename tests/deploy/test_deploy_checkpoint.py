@@ -118,7 +118,7 @@ def test_read_checkpoint_returns_the_dict(tmp_path):
     for name in ("new.pt", "legacy.pt"):
         loaded = read_checkpoint(tmp_path / name)
         assert loaded["step"] == 3 and loaded["denoiser"].keys() == state["denoiser"].keys()
-    with pytest.raises(FileNotFoundError, match="nope.pt': no such file"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt': no such file"):
         read_checkpoint(tmp_path / "nope.pt")
 
 
