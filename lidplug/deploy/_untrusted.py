@@ -18,7 +18,8 @@ writes for a plain denoiser and refuses anything else: only known entries; weigh
 as raw tensor bytes; sample inputs that ``weights_only=True`` reads; symbolic sizes made of
 sympy's own classes and numbers; guards that only compare input sizes; nodes calling registered
 operators; plain names. The check runs on the bytes that are then handed to torch (read once,
-into memory), so the file cannot change in between.
+into memory), so the file cannot change in between. It guards against running code, not
+against an archive built to exhaust memory or time (a zip bomb, a huge symbolic power).
 """
 
 from __future__ import annotations
@@ -274,17 +275,19 @@ def _check_sympy(expr: Any) -> None:
     except (tokenize.TokenError, SyntaxError) as exc:
         raise _Refused(f"its program has the symbolic size {expr[:80]!r}: {exc}") from None
     for tok in tokens:
-        ok = {
-            tokenize.NAME: lambda t: _sympy_name_ok(t),
-            tokenize.NUMBER: lambda t: True,
-            tokenize.STRING: lambda t: bool(_SYMPY_STRING.fullmatch(t)),
-            tokenize.OP: lambda t: t in _SYMPY_OPS,
-            tokenize.NEWLINE: lambda t: True,
-            tokenize.ENDMARKER: lambda t: True,
-        }.get(tok.type, lambda t: False)(tok.string)
-        if not ok:
+        if not _sympy_token_ok(tok):
             raise _Refused(f"its program has the symbolic size {expr[:80]!r}, which holds "
                            f"{tok.string!r}: sympy would evaluate it as Python")
+
+
+def _sympy_token_ok(tok: tokenize.TokenInfo) -> bool:
+    if tok.type == tokenize.NAME:
+        return _sympy_name_ok(tok.string)
+    if tok.type == tokenize.STRING:
+        return bool(_SYMPY_STRING.fullmatch(tok.string))
+    if tok.type == tokenize.OP:
+        return tok.string in _SYMPY_OPS
+    return tok.type in (tokenize.NUMBER, tokenize.NEWLINE, tokenize.ENDMARKER)
 
 
 def _is_input(node: ast.AST) -> bool:
