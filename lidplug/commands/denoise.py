@@ -70,7 +70,8 @@ def _denoise(model, image, device: str, args: argparse.Namespace):
             out = torch.cat([model.denoise_hu(image[k:k + _BATCH].to(device)).cpu()
                              for k in range(0, image.shape[0], _BATCH)])
     except ValueError as err:  # slices the model does not accept: the message names the sizes
-        raise CLIError(f"--model {args.model} cannot denoise {what}: {err}") from None
+        raise CLIError(f"--model {args.model} cannot denoise {what}: {err}".replace("\n", " ")
+                       ) from None
     except Exception as err:  # the model itself failed (out of memory, a device error, ...)
         raise CLIError(f"--model {args.model} failed on {what}: {model_error(err)}") from None
     if out.shape != image.shape:
