@@ -72,6 +72,12 @@ def roi_feedback(detector_pass: DetectorPass, levels: Sequence[str], boxes: Sequ
     if missing:
         raise ValueError(f"roi_levels: expected names among the detector's feature levels "
                          f"{list(detector_pass.features)}, got {missing}")
+    widths = {name: detector_pass.features[name].shape[1] for name in levels}
+    if len(set(widths.values())) > 1:
+        same = [name for name in levels if widths[name] == widths[levels[0]]]
+        raise ValueError(f"roi_levels: expected levels of one channel count (the fused ROI op "
+                         f"pools one feature width per call), got {widths}; name levels of one "
+                         f"width, e.g. {same}")
     feats = [detector_pass.features[name] for name in levels]
     refs = [detector_pass.reference[name].to(feats[0].dtype) for name in levels]
     boxes = [b.to(device=feats[0].device, dtype=torch.float32) for b in boxes]

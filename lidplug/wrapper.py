@@ -31,7 +31,8 @@ is tiny. ``det_weight=1e-5`` and ``roi_weight=2e-5`` make each feedback gradient
 the pixel gradient at the start of training: the feedback steers without swamping fidelity.
 Other units, image sizes or detectors change that ratio: rerun the script on your setting. The
 rest: ground-truth boxes, 7x7 pooling with 2 samples per bin, the levels the detector's own box
-head pools (all levels but the extra ``pool`` map for one-stage detectors).
+head pools (for one-stage detectors the FPN's levels without its extra maps; SSD's finest level,
+its levels differing in width: see ``TorchvisionDetector.default_roi_levels``).
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ class WrapConfig:
         roi_weight: weight of the ROI perceptual loss (0 disables it and the reference pass).
         roi_source: boxes the ROI loss pools: ``"gt"`` lesion boxes, the detector's
             ``"proposals"`` (two-stage detectors) or ``"both"``.
-        roi_levels: names of the detector feature levels to pool from; None = the adapter's
-            default (the levels the detector's box head uses).
+        roi_levels: names of the detector feature levels to pool from, of one channel count;
+            None = the adapter's default (the levels the detector's box head uses; see
+            ``TorchvisionDetector.default_roi_levels``).
         roi_output_size: pooled size per box side.
         roi_sampling_ratio: RoIAlign samples per bin and axis.
         num_proposals: proposals per image for ``roi_source`` ``"proposals"``/``"both"``.
@@ -349,8 +351,10 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
 
     Args:
         denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W].
-        detector: a torchvision detection model (Faster/Mask R-CNN, RetinaNet, FCOS, any backbone),
-            MONAI's 2D ``RetinaNetDetector``, or any module with an ``adapter``.
+        detector: a torchvision detection model (any builder of
+            ``torchvision.models.detection``: Faster/Mask R-CNN, RetinaNet, FCOS, SSD, any
+            backbone; Keypoint R-CNN with targets that carry ``keypoints``), MONAI's 2D
+            ``RetinaNetDetector``, or any module with an ``adapter``.
         adapter: a :class:`~lidplug.detectors.DetectorAdapter`; None = recognised from the detector.
         input_adapter: module mapping denoiser output to detector input; None =
             :class:`~lidplug.detectors.DetectorInput` with the default windows for the channel

@@ -15,9 +15,14 @@ units) and ``denoise_hu`` (HU); the metadata is the archive's extra file ``lidpl
 ``torch.ops.lidplug.*`` (``metadata["ops"]``) needs the ops library loaded first:
 ``torch.ops.load_library(p)`` with ``p`` the installed ``lidplug/_C*.so`` or the CMake-built
 ``liblidplug_ops.so``; C++ programs link ``lidplug_ops`` (``examples/cpp/lidplug_denoise.cpp``).
+
+Training checkpoints are read with :func:`read_checkpoint` (``torch.load(weights_only=True)``
+after the file was identified; a wrong file is a ValueError saying what it is) and a denoiser's
+weights taken from one with :func:`load_weights`. Nothing here runs code from a file: see
+:func:`load` for what is refused in an archive.
 """
 
-from lidplug.deploy._checkpoint import load_weights
+from lidplug.deploy._checkpoint import load_weights, read_checkpoint
 from lidplug.deploy._errors import ExportError, ExportWarning
 from lidplug.deploy._export import export
 from lidplug.deploy._inputs import hu_like_slices
@@ -33,5 +38,6 @@ __all__ = [
     "hu_like_slices",
     "load",
     "load_weights",
+    "read_checkpoint",
     "read_metadata",
 ]

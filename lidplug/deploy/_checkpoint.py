@@ -1,25 +1,126 @@
-"""Denoiser weights from a training checkpoint, read with ``torch.load(weights_only=True)``.
+"""Training checkpoints, read safely: :func:`read_checkpoint` and the denoiser's weights from one.
 
-``weights_only=True`` unpickles tensors and plain containers only, never arbitrary classes, so a
-checkpoint from elsewhere cannot run code when it is opened for export.
+A checkpoint is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain
+containers only, never arbitrary classes, so a checkpoint from elsewhere cannot run code when it
+is opened. Before that the file is identified from its bytes (zip entry names, the first bytes),
+so that a wrong file (an exported model, an empty or damaged file, a plain pickle) is refused
+with what it is, not with whatever torch's loader happens to raise for it.
 """
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["load_weights"]
+__all__ = ["load_weights", "read_checkpoint"]
 
 # Where a checkpoint dict may keep the denoiser's state dict, most specific first.
 _STATE_KEYS = ("denoiser", "state_dict", "model")
 # Key prefixes of a state dict saved from a wrapper (wrap's ``denoiser``), DDP or torch.compile.
 _PREFIXES = ("denoiser.", "module.", "_orig_mod.")
+# torch.save's legacy (pre-zip) format starts with a pickled magic number.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_PICKLE_PROTOCOL_OPCODE = b"\x80"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EXPECTED = "a checkpoint written by torch.save (latest.pt of 'lidplug train', or a state dict)"
+_SHOWN_KEYS = 5  # keys listed in a mismatch message
+
+
+def _zip_kind(names: list[str]) -> str | None:
+    """What a zip archive is, or None for a torch.save checkpoint."""
+    tails = {n.split("/", 1)[1] for n in names if "/" in n}
+    if "extra/lidplug.json" in tails:
+        return ("a model exported by lidplug (lidplug.export, 'lidplug export' or 'lidplug train'"
+                "'s denoiser.pt); use it with lidplug.load or 'lidplug denoise --model'")
+    if "archive_format" in tails:
+        return "a torch.export archive (load it with torch.export.load)"
+    if any(t.startswith("code/") for t in tails):
+        return "a TorchScript archive (load it with torch.jit.load)"
+    if "data.pkl" in tails:
+        return None
+    return f"a zip archive of {len(names)} file(s) that torch.save did not write"
+
+
+def _refusal_reason(exc: Exception) -> str:
+    # torch's weights_only message is a paragraph about defaults; the reason follows this marker.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip()
+    return lines[0] if lines else type(exc).__name__
+
+
+def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+    """Reads a checkpoint or state dict written by ``torch.save``, without running any code.
+
+    The file is loaded with ``torch.load(path, map_location="cpu", weights_only=True)`` after
+    it was identified as a ``torch.save`` file; every other file is refused with what it is.
+
+    Args:
+        path: the file (e.g. ``latest.pt`` of ``lidplug train``).
+
+    Returns:
+        The dict the file holds (tensors on the CPU).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is a folder, empty, damaged, an exported model, a zip or pickle that
+            ``torch.save`` did not write, holds Python objects that ``weights_only`` refuses to
+            unpickle, or holds no dict; the message says which and what was expected.
+    """
+    path = Path(path)
+    where = f"lidplug.deploy.read_checkpoint: {str(path)!r}"
+    if path.is_dir():
+        raise ValueError(f"{where} is a folder: expected {_EXPECTED}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: no such file")
+    with path.open("rb") as fh:
+        head = fh.read(len(_LEGACY_MAGIC))
+    if not head:
+        raise ValueError(f"{where} is empty (0 bytes): expected {_EXPECTED}")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                kind = _zip_kind(archive.namelist())
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise ValueError(f"{where} is a damaged zip archive ({exc}): expected "
+                             f"{_EXPECTED}") from None
+        if kind is not None:
+            raise ValueError(f"{where} is {kind}, not a checkpoint: expected {_EXPECTED}")
+    elif head.startswith(_ZIP_MAGIC):  # a zip's index sits at its end: a cut file loses it
+        raise ValueError(f"{where} is a damaged zip archive (no central directory: truncated?): "
+                         f"expected {_EXPECTED}")
+    elif not head.startswith(_LEGACY_MAGIC):
+        what = ("a Python pickle that torch.save did not write (lidplug never unpickles those: "
+                "they can run code)" if head.startswith(_PICKLE_PROTOCOL_OPCODE)
+                else "neither a zip archive nor a pickle")
+        raise ValueError(f"{where} is {what}: expected {_EXPECTED}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _refusal_reason(exc)
+        if reason.startswith("Unsupported operand"):  # bytes that are no pickle opcode
+            raise ValueError(f"{where} is a damaged torch.save file (its pickle does not parse: "
+                             f"{reason}): expected {_EXPECTED}") from None
+        raise ValueError(f"{where} holds Python objects that torch.load(weights_only=True) "
+                         f"refuses to unpickle ({reason}); expected a checkpoint of tensors, "
+                         f"numbers, strings, lists and dicts") from None
+    except Exception as exc:  # a damaged file: torch raises RuntimeError, EOFError, KeyError...
+        raise ValueError(f"{where} is a damaged torch.save file ({type(exc).__name__}: "
+                         f"{_refusal_reason(exc)}): expected {_EXPECTED}") from None
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{where} holds a {type(checkpoint).__name__}: expected a dict (a "
+                         f"checkpoint or a state dict)")
+    return dict(checkpoint)
 
 
 def _state_dict_of(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -30,7 +131,8 @@ def _state_dict_of(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
         if isinstance(inner, Mapping):
             return _state_dict_of(inner)
     raise ValueError(f"lidplug.deploy.load_weights: expected a state dict, or a checkpoint dict "
-                     f"with one of the keys {list(_STATE_KEYS)}, got keys {sorted(checkpoint)[:10]}")
+                     f"with one of the keys {list(_STATE_KEYS)}, got keys "
+                     f"{sorted(map(str, checkpoint))[:10]}")
 
 
 def _match_keys(state: Mapping[str, Any], expected: set[str]) -> dict[str, Any]:
@@ -44,6 +146,28 @@ def _match_keys(state: Mapping[str, Any], expected: set[str]) -> dict[str, Any]:
     return state
 
 
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > _SHOWN_KEYS else shown
+
+
+def _mismatch(module: nn.Module, state: Mapping[str, Any], strict: bool) -> str:
+    """What does not fit between ``module`` and ``state`` (empty if nothing is detected)."""
+    own = module.state_dict()
+    parts = []
+    if strict:
+        if missing := sorted(own.keys() - state.keys()):
+            parts.append(f"missing keys {_listed(missing)}")
+        if unexpected := sorted(state.keys() - own.keys()):
+            parts.append(f"unexpected keys {_listed(unexpected)}")
+    shapes = [f"{k} {list(state[k].shape)} (expected {list(own[k].shape)})"
+              for k in sorted(own.keys() & state.keys())
+              if isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape]
+    if shapes:
+        parts.append(f"shapes differ: {_listed(shapes)}")
+    return "; ".join(parts)
+
+
 def load_weights(denoiser: nn.Module, checkpoint: str | PathLike[str] | Mapping[str, Any], *,
                  strict: bool = True) -> nn.Module:
     """Loads a denoiser's weights from a checkpoint file or dict.
@@ -51,30 +175,37 @@ def load_weights(denoiser: nn.Module, checkpoint: str | PathLike[str] | Mapping[
     Accepted layouts: a plain state dict; a dict holding one under ``"denoiser"``,
     ``"state_dict"`` or ``"model"``; keys prefixed ``denoiser.`` (a wrapped model's state dict,
     whose detector keys are dropped), ``module.`` (DDP) or ``_orig_mod.`` (torch.compile).
+    Any module's plain state dict loads the same way (e.g. a checkpoint's ``"detector"``).
 
     Args:
         denoiser: the module to load into (in place).
-        checkpoint: a path for ``torch.load(..., map_location="cpu", weights_only=True)``, or a
-            dict already loaded.
+        checkpoint: a path (read with :func:`read_checkpoint`, i.e.
+            ``torch.load(..., map_location="cpu", weights_only=True)``), or a dict already
+            loaded.
         strict: as in ``nn.Module.load_state_dict``.
 
     Returns:
         ``denoiser``.
 
     Raises:
-        ValueError: the file holds Python objects ``weights_only`` refuses, or no state dict.
+        FileNotFoundError: no such file.
+        ValueError: the file is not a checkpoint (see :func:`read_checkpoint`), holds no state
+            dict, or its state dict does not fit ``denoiser`` (missing or unexpected keys,
+            other shapes: another model or other model options than it was trained with).
     """
     if not isinstance(checkpoint, Mapping):
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ValueError(f"lidplug.deploy.load_weights: {str(checkpoint)!r} holds Python "
-                             f"objects that torch.load(weights_only=True) refuses to unpickle; "
-                             f"save plain state dicts (tensors, numbers, strings, dicts). "
-                             f"torch said: {str(exc).splitlines()[0]}") from None
-        if not isinstance(checkpoint, Mapping):
-            raise ValueError(f"lidplug.deploy.load_weights: expected the checkpoint to hold a "
-                             f"dict, got {type(checkpoint).__name__}")
+        checkpoint = read_checkpoint(checkpoint)
     state = _match_keys(_state_dict_of(checkpoint), set(denoiser.state_dict()))
-    denoiser.load_state_dict(state, strict=strict)
+    name = type(denoiser).__name__
+    why = _mismatch(denoiser, state, strict)
+    if why:
+        raise ValueError(f"lidplug.deploy.load_weights: expected a state dict of this {name}, "
+                         f"got one that does not fit it ({why}): was the checkpoint trained with "
+                         f"another model or other model options?")
+    try:
+        denoiser.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:  # what the checks above cannot see (a module's own load hooks)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ValueError(f"lidplug.deploy.load_weights: the state dict does not fit this {name}: "
+                         f"{'; '.join(lines)}") from None
     return denoiser

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ExportError", "ExportWarning", "short_error"]
+__all__ = ["ExportError", "ExportWarning", "model_error", "short_error"]
 
 
 class ExportError(RuntimeError):
@@ -20,3 +20,18 @@ def short_error(exc: BaseException, max_lines: int = 16) -> str:
     if len(lines) > max_lines:
         lines = [*lines[:max_lines], "..."]
     return f"{type(exc).__name__}: " + "\n".join(lines)
+
+
+def model_error(exc: BaseException) -> str:
+    """The line of a model's runtime error that says what went wrong, without its traceback.
+
+    A TorchScript model raises ``torch.jit.Error``, whose message is the TorchScript traceback
+    (tens of lines) ending in the original exception as ``builtins.ValueError: ...``: that last
+    line is the reason. Other errors (torch.export guards, eager errors) say it first.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if type(exc).__name__ == "Error" and type(exc).__module__.startswith("torch"):
+        return lines[-1].removeprefix("builtins.")
+    return f"{type(exc).__name__}: {lines[0]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 from os import PathLike
@@ -51,7 +52,8 @@ def export(model: nn.Module, path: str | PathLike[str], example_input: Tensor | 
             units), or a wrapped model with a ``denoiser`` attribute (and optionally ``window``,
             ``config``). It is copied to the CPU in eval mode; the original is not changed.
         path: output file; a ``.pt2`` suffix selects torch.export, anything else TorchScript.
-            Written only after verification passed (via a temporary file beside it).
+            Written only after verification passed (via a temporary file beside it, removed
+            if writing fails: a full disk leaves an existing ``path`` as it was).
         example_input: Tensor[B, C, H, W] in window units to trace / export with; default random
             HU-like slices of shape (2, 1, 64, 64) through the window.
         method: ``"auto"``, ``"script"``, ``"trace"`` (TorchScript) or ``"torch.export"``.
@@ -74,6 +76,7 @@ def export(model: nn.Module, path: str | PathLike[str], example_input: Tensor | 
 
     Raises:
         TypeError, ValueError: bad arguments (the message says what was expected).
+        OSError: the file cannot be written (e.g. ENOSPC: the disk is full).
         ExportError: the model cannot be exported, or the export does not reproduce eager.
     """
     path = Path(path)
@@ -166,11 +169,19 @@ def _convert(shell: Deployable, archive: str, method: str, example: Tensor,
 
 def _save(exported: Any, archive: str, path: Path, meta: dict[str, Any]) -> None:
     extra = {METADATA_FILE: json.dumps(meta, indent=1)}
+    # Serialised into memory, then written by Python: libtorch's archive writer aborts the
+    # whole process (std::terminate, from a destructor) when a write to a file fails, as on a
+    # full disk; into memory it cannot fail, and Python's write raises OSError (ENOSPC).
+    buffer = io.BytesIO()
     if archive == TORCHSCRIPT:
         with _torchscript.quiet_jit():
-            torch.jit.save(exported, str(path), _extra_files=extra)
+            torch.jit.save(exported, buffer, _extra_files=extra)
     else:
-        _program.save_program(exported, path, extra)
+        _program.save_program(exported, buffer, extra)
+    with path.open("wb") as fh:
+        fh.write(buffer.getbuffer())
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before os.replace makes it the output
 
 
 def _load_raw(archive: str, path: Path) -> nn.Module:

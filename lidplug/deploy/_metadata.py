@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from collections.abc import Mapping
 from os import PathLike
@@ -114,13 +115,17 @@ def read_metadata(path: str | PathLike[str]) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"lidplug.load: expected a lidplug export (a TorchScript or torch.export "
                          f"zip archive), got {str(path)!r}, which is not a zip archive")
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        entries = [n for n in names if n.split("/")[1:] == ["extra", METADATA_FILE]]
-        if not entries:
-            raise ValueError(f"lidplug.load: expected a lidplug export, got {str(path)!r}, which "
-                             f"is {_describe_foreign(names)}")
-        raw = archive.read(entries[0])
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            entries = [n for n in names if n.split("/")[1:] == ["extra", METADATA_FILE]]
+            if not entries:
+                raise ValueError(f"lidplug.load: expected a lidplug export, got {str(path)!r}, "
+                                 f"which is {_describe_foreign(names)}")
+            raw = archive.read(entries[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:  # a damaged archive
+        raise ValueError(f"lidplug.load: expected a lidplug export, got {str(path)!r}, a damaged "
+                         f"zip archive: {exc}") from None
     try:
         meta = json.loads(raw)
     except ValueError as exc:
@@ -129,11 +134,56 @@ def read_metadata(path: str | PathLike[str]) -> dict[str, Any]:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"lidplug.load: expected {METADATA_FILE} with format {FORMAT!r}, got "
                          f"{got!r} in {str(path)!r}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"lidplug.load: expected export format version <= {FORMAT_VERSION}, got "
-                         f"{meta['format_version']} (written by lidplug "
-                         f"{meta.get('lidplug_version')}); upgrade lidplug")
+                         f"{version!r} (written by lidplug {meta.get('lidplug_version')}); "
+                         f"upgrade lidplug")
+    _check_fields(meta, str(path))
+    kind = _archive_kind(names)
+    if kind is not None and kind != meta["archive"]:
+        raise ValueError(f"lidplug.load: {str(path)!r} has a {METADATA_FILE} that does not match "
+                         f"it: expected archive {kind!r} (what the file is), got "
+                         f"{meta['archive']!r}")
     return meta
+
+
+def _check_fields(meta: dict[str, Any], path: str) -> None:
+    # What load and DeployedDenoiser read: a file that lacks it (edited, or from a broken
+    # writer) fails here with the key's name, not with a KeyError while it is used.
+    def bad(key: str, expected: str, got: Any) -> ValueError:
+        return ValueError(f"lidplug.load: {path!r} has an incomplete or invalid {METADATA_FILE}: "
+                          f"expected {key!r} to be {expected}, got {got!r}")
+
+    if meta.get("archive") not in (TORCHSCRIPT, TORCH_EXPORT):
+        raise bad("archive", f"{TORCHSCRIPT!r} or {TORCH_EXPORT!r}", meta.get("archive"))
+    window = meta.get("window")
+    if not isinstance(window, dict):
+        raise bad("window", "an object with lo, hi and clamp", window)
+    for key in ("lo", "hi"):
+        value = window.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise bad(f"window.{key}", "a finite number (HU)", value)
+    if not window["lo"] < window["hi"]:
+        raise bad("window", "lo < hi", window)
+    if not isinstance(window.get("clamp"), bool):
+        raise bad("window.clamp", "true or false", window.get("clamp"))
+    channels = meta.get("input", {}).get("channels") if isinstance(meta.get("input"), dict) else None
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise bad("input.channels", "a positive integer", channels)
+    ops = meta.get("ops")
+    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+        raise bad("ops", "a list of operator names", ops)
+
+
+def _archive_kind(names: list[str]) -> str | None:
+    """What the zip's layout says it is (None: neither kind, left to the loader to refuse)."""
+    tails = {n.split("/", 1)[1] for n in names if "/" in n}
+    if "archive_format" in tails:
+        return TORCH_EXPORT
+    if "data.pkl" in tails and any(t.startswith("code/") for t in tails):
+        return TORCHSCRIPT
+    return None
 
 
 def window_from_metadata(meta: Mapping[str, Any]) -> HUWindow:

@@ -7,14 +7,17 @@ divisible size, instead of failing the export.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from lidplug.deploy._errors import ExportError, short_error
 from lidplug.deploy._module import Deployable
+from lidplug.deploy._untrusted import check_program_archive
 
 __all__ = ["custom_ops", "export_program", "load_program", "save_program"]
 
@@ -35,14 +38,29 @@ def export_program(shell: Deployable, example: Tensor) -> torch.export.ExportedP
                           f"{type(shell.denoiser).__name__}: {short_error(exc)}") from exc
 
 
-def save_program(program: torch.export.ExportedProgram, path: str | PathLike[str],
+def save_program(program: torch.export.ExportedProgram, f: str | PathLike[str] | io.BytesIO,
                  extra_files: Mapping[str, str]) -> None:
-    torch.export.save(program, path, extra_files=dict(extra_files))
+    torch.export.save(program, f, extra_files=dict(extra_files))
 
 
 def load_program(path: str | PathLike[str]) -> torch.nn.Module:
-    """The exported program of a ``.pt2`` archive as a callable module."""
-    return torch.export.load(path).module()
+    """The exported program of a ``.pt2`` archive as a callable module.
+
+    The archive is read once and checked before torch deserialises those very bytes: torch's
+    loader would unpickle and ``exec`` parts of a crafted archive (see
+    :mod:`lidplug.deploy._untrusted`).
+
+    Raises:
+        ValueError: the archive holds something whose loading could run code, or torch cannot
+            read it (damaged, or written by an incompatible torch).
+    """
+    raw = Path(path).read_bytes()
+    check_program_archive(raw, str(path))
+    try:
+        return torch.export.load(io.BytesIO(raw)).module()
+    except Exception as exc:  # torch raises many types on a damaged archive
+        raise ValueError(f"lidplug.load: cannot load the torch.export program of {str(path)!r}: "
+                         f"{short_error(exc, max_lines=3)}") from exc
 
 
 def custom_ops(program: torch.export.ExportedProgram) -> list[str]:

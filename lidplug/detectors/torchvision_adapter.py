@@ -1,4 +1,4 @@
-"""Adapter for torchvision's detection models: Faster/Mask R-CNN, RetinaNet, FCOS, SSD, any backbone.
+"""Adapter for torchvision's detection models: Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD.
 
 All of them share one structure: ``model.transform`` (normalise, resize, pad into an
 ``ImageList``; boxes resized with the images), ``model.backbone`` (a Tensor or an OrderedDict of
@@ -14,11 +14,19 @@ image (multi-scale training: ``min_size`` with several values) picks the same si
 
 Mask R-CNN: lesion datasets carry boxes only, so a target without ``masks`` gets its boxes filled as
 masks and the mask head trains on those; predictions keep boxes, scores and labels.
+
+Keypoint R-CNN: keypoints cannot be made up from a box, so it trains only on targets that carry
+them (``keypoints``: Tensor[L, K, 3] of x, y, visibility per box, e.g. the ends of a lesion's
+RECIST diameters); a target without them is a ValueError saying so, not torchvision's KeyError.
+
+Every builder of ``torchvision.models.detection`` (``list_models``) wraps unchanged; the levels
+the ROI loss pools by default are described in :meth:`TorchvisionDetector.default_roi_levels`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import OrderedDict
 
 import torch
@@ -51,6 +59,23 @@ def _as_levels(features: Tensor | OrderedDict[str, Tensor]) -> OrderedDict[str, 
     return OrderedDict([("0", features)]) if isinstance(features, Tensor) else features
 
 
+def _pyramid(features: OrderedDict[str, Tensor], names: list[str]) -> tuple[str, ...]:
+    """The longest run of ``names`` from the first whose levels share its channel count and
+    halve in size from one to the next (a level of the previous one's size is skipped)."""
+    kept = [names[0]]
+    for name in names[1:]:
+        previous, level = features[kept[-1]], features[name]
+        if level.shape[1] != previous.shape[1]:
+            break
+        octaves = round(math.log2(previous.shape[-2] / level.shape[-2]))
+        if octaves == 0:
+            continue
+        if octaves != 1:
+            break
+        kept.append(name)
+    return tuple(kept)
+
+
 def _box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
     # Filled boxes as uint8 masks [L, H, W]: pixel (r, c) is inside when its square overlaps.
     rows = torch.arange(height, device=boxes.device).view(1, height, 1)
@@ -71,13 +96,46 @@ class TorchvisionDetector(DetectorAdapter):
 
     def default_roi_levels(self, detector: nn.Module, features: OrderedDict[str, Tensor]
                            ) -> tuple[str, ...]:
-        # R-CNN: the levels its own box head pools from. Otherwise every level but the extra
-        # max-pooled "pool" map, which only copies the coarsest level at half size.
-        pooler = getattr(getattr(unwrap(detector), "roi_heads", None), "box_roi_pool", None)
-        names = getattr(pooler, "featmap_names", None)
-        if names:
-            return tuple(names)
-        return tuple(name for name in features if name != "pool")
+        """The levels the ROI loss pools when ``roi_levels`` is not given.
+
+        Candidates: for an R-CNN the levels its own box head pools from, among those the
+        backbone returns (torchvision's pooler filters its ``featmap_names`` the same way:
+        the MobileNet FPN builders name four and return two); for an FPN backbone its own
+        levels, without the maps its extra block adds (``pool``; RetinaNet's and FCOS's
+        ``p6``, ``p7``: strided copies of the coarsest level, 1x1 on small images); otherwise
+        every level. Of these, the run from the finest level that the multi-level rule can
+        pool: one channel count (SSD's VGG and MobileNet levels differ in width, so SSD pools
+        its finest level) and sizes halving from one level to the next (a level as large as
+        the previous one gets no box under that rule, as in torchvision's pooler: MobileNet's
+        two FPN levels are both at stride 32).
+        """
+        inner = unwrap(detector)
+        pooler = getattr(getattr(inner, "roi_heads", None), "box_roi_pool", None)
+        fpn = getattr(getattr(inner, "backbone", None), "fpn", None)
+        if getattr(pooler, "featmap_names", None):
+            names = [name for name in pooler.featmap_names if name in features]
+        elif isinstance(getattr(fpn, "inner_blocks", None), nn.ModuleList):
+            names = list(features)[: len(fpn.inner_blocks)]
+        else:
+            names = [name for name in features if name != "pool"]
+        return _pyramid(features, names) if names else tuple(features)
+
+    def _check_keypoints(self, detector: nn.Module, targets: list[dict[str, Tensor]]) -> None:
+        heads = getattr(detector, "roi_heads", None)
+        if heads is None or not heads.has_keypoint():
+            return
+        count = heads.keypoint_predictor.kps_score_lowres.out_channels
+        for i, t in enumerate(targets):
+            points = t.get("keypoints")
+            expected = (len(t["boxes"]), count, 3)
+            if not isinstance(points, Tensor) or tuple(points.shape) != expected:
+                got = (f"shape {list(points.shape)}" if isinstance(points, Tensor) else
+                       f"keys {sorted(t)}")
+                raise ValueError(
+                    f"targets[{i}]: expected 'keypoints' of shape {list(expected)} (x, y, "
+                    f"visibility of {count} keypoints per box) for {type(detector).__name__}, "
+                    f"whose keypoint head trains on them; got {got}. Boxes alone train Faster "
+                    f"or Mask R-CNN, RetinaNet, FCOS or SSD")
 
     def _with_masks(self, detector: nn.Module, images: Tensor,
                     targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
@@ -103,6 +161,7 @@ class TorchvisionDetector(DetectorAdapter):
             torch.set_rng_state(rng)  # the training pass resizes exactly as the reference did
 
         seen: dict = {}
+        self._check_keypoints(inner, targets)
         targets = self._with_masks(inner, images, targets)
         with contextlib.ExitStack() as hooks:
             hooks.enter_context(capture_output(inner.transform, seen, "transform"))

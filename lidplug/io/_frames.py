@@ -63,13 +63,15 @@ def read_frames(path: Path, *, allow_non_ct: bool = False) -> list[Frame]:
         ValueError: No image, not CT, not grey-scale, a CT without rescale tags, or a header
             value that cannot be decoded (whatever pydicom raised for it).
     """
-    ds = _parse(path)
     try:
         # pydicom converts header values lazily, so a corrupt element (unknown VR, malformed
-        # number...) raises wherever it is first read, with any exception type. Convert every
-        # top-level value now, so that such a file fails here, named, and never later while a
-        # series is ordered or written.
-        for _ in ds:
+        # number...) raises wherever it is first read, with any exception type: even the
+        # truncation check of _parse reads the last element. Parse and convert every value,
+        # sequence items included (the writer copies some sequences), inside this block, so
+        # that such a file fails here, named, and never later while a series is ordered or
+        # written.
+        ds = _parse(path)
+        for _ in ds.iterall():
             pass
         _check_image(ds, path, allow_non_ct)
         pixels = _decode(ds, path)  # [F, H, W]

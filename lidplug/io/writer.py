@@ -107,6 +107,8 @@ def write_dicom(
         ValueError: Shape not matching ``meta``, non-finite values, a ``description`` longer
             than 64 characters, a non-CT source, or a source slice without SOPInstanceUID.
         FileExistsError: A target exists (and ``overwrite`` is false) or is a source file.
+        OSError: A file cannot be written (e.g. the disk is full); the message names the slice
+            and how many files were written before it (they stay, complete).
     """
     hu = _as_hu(image, meta)
     if len(description) > _LO_MAX:
@@ -132,7 +134,12 @@ def write_dicom(
         ds.ImagePositionPatient = [DSfloat(v, auto_format=True) for v in positions[i]]
         ds.RescaleSlope, ds.RescaleIntercept = DSfloat(slope, auto_format=True), intercept
         _set_pixels(ds, stored[i])
-        _write_atomic(ds, target)
+        try:
+            _write_atomic(ds, target)
+        except OSError as err:  # e.g. ENOSPC: say how far the series got
+            raise OSError(err.errno, f"{target}: cannot write slice {i + 1} of {len(targets)} "
+                                     f"({err.strerror or err}); the {i} file(s) written before "
+                                     f"it are complete") from err
     return targets
 
 

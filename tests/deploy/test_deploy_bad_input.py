@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
@@ -65,6 +66,39 @@ def test_load_bad_metadata(tmp_path, exported, text, match):
         read_metadata(tmp_path / "bad.pt")
 
 
+def _edited_metadata(exported, edit):
+    meta = read_metadata(exported)
+    edit(meta)
+    return json.dumps(meta)
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda m: m.pop("archive"), r"expected 'archive' to be 'torchscript' or 'torch.export', got None"),
+    (lambda m: m.update(archive="onnx"), r"expected 'archive' .*, got 'onnx'"),
+    (lambda m: m.pop("window"), r"expected 'window' to be an object with lo, hi and clamp, got None"),
+    (lambda m: m["window"].pop("hi"), r"expected 'window.hi' to be a finite number \(HU\), got None"),
+    (lambda m: m["window"].update(lo=5000), r"expected 'window' to be lo < hi"),
+    (lambda m: m["window"].update(clamp="no"), r"expected 'window.clamp' to be true or false, got 'no'"),
+    (lambda m: m.pop("input"), r"expected 'input.channels' to be a positive integer, got None"),
+    (lambda m: m.update(ops="lidplug::roi_pool"), r"expected 'ops' to be a list of operator names"),
+    (lambda m: m.update(archive="torch.export"),
+     r"does not match it: expected archive 'torchscript' \(what the file is\), got 'torch.export'"),
+], ids=["no-archive", "unknown-archive", "no-window", "no-window-hi", "inverted-window",
+        "clamp-not-bool", "no-input", "ops-not-a-list", "wrong-archive-kind"])
+def test_load_incomplete_metadata(tmp_path, exported, edit, match):
+    # A KeyError (or torch.export.load on a TorchScript file) while loading, before.
+    _rewrite_metadata(exported, tmp_path / "bad.pt", _edited_metadata(exported, edit))
+    with pytest.raises(ValueError, match=r"'.*bad\.pt' has an? .*lidplug\.json.*" + match):
+        load(tmp_path / "bad.pt")
+
+
+def test_load_a_damaged_zip(tmp_path, exported):
+    raw = exported.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2] + raw[-200:])
+    with pytest.raises(ValueError, match=r"cut\.pt'"):
+        load(tmp_path / "cut.pt")
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"method": "onnx"}, ValueError, "expected method one of .*, got 'onnx'"),
     ({"method": "script", "name": "d.pt2"}, ValueError, "use a .pt2 suffix for torch.export"),
@@ -114,5 +148,115 @@ def test_denoiser_that_returns_no_tensor(tmp_path):
 
 
 def test_exported_model_rejects_a_bad_input_shape(exported):
-    with pytest.raises(Exception, match=r"expected a Tensor\[B, 1, H, W\], got shape \[1, 32, 32\]"):
-        load(exported)(torch.rand(1, 32, 32))
+    # A ValueError from lidplug.load's module, not the TorchScript traceback of torch.jit.Error.
+    model = load(exported)
+    for x in (torch.rand(1, 32, 32), torch.rand(1, 3, 32, 32)):
+        with pytest.raises(ValueError, match=r"expected a Tensor\[B, 1, H, W\], got "
+                                             + re.escape(f"shape {list(x.shape)}")):
+            model(x)
+    with pytest.raises(ValueError, match=r"expected a floating-point tensor, got torch.int64"):
+        model(torch.ones(1, 1, 8, 8, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"expected a Tensor\[B, 1, H, W\], got ndarray"):
+        model(torch.rand(1, 1, 8, 8).numpy())
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    """RED-CNN (unpadded: 21 pixels at least) and U-Net exports, as TorchScript and .pt2."""
+    from lidplug.models import create_denoiser
+
+    root = tmp_path_factory.mktemp("small")
+    paths = {}
+    for name, options in (("redcnn", {"channels": 4}), ("unet", {"base_channels": 4})):
+        for suffix in (".pt", ".pt2"):
+            torch.manual_seed(0)
+            paths[name + suffix] = root / f"{name}{suffix}"
+            export(create_denoiser(name, **options), paths[name + suffix])
+    return paths
+
+
+@pytest.mark.slow  # four exports, two of them torch.export (a few seconds each on a CPU)
+@pytest.mark.parametrize(("name", "size", "match"), [
+    ("redcnn.pt", (16, 16), r"expected slices of at least 21x21 pixels, got 16x16 \(the model said: "
+                            r"ValueError: REDCNN: expected H, W >= 21"),
+    ("redcnn.pt", (40, 16), r"expected slices of at least 21x21 pixels, got 40x16"),
+    # torch.export specialises a size-1 intermediate, so the program refuses 21 (22 passes).
+    ("redcnn.pt2", (16, 16), r"expected slices of at least 22x22 pixels, got 16x16 \(the model "
+                             r"said: AssertionError: Guard failed"),
+    ("unet.pt2", (12, 12), r"expected slices of at least 16x16 pixels whose sides are multiples of 8, got 12x12"),
+    ("unet.pt2", (24, 20), r"expected slices of at least 16x16 pixels whose sides are multiples of 8, got 24x20"),
+])
+def test_a_size_the_model_refuses_is_a_value_error_naming_the_sizes(small_models, name, size, match):
+    # Before: torch.jit.Error with the model's TorchScript traceback (55 lines for RED-CNN at
+    # 16x16), or torch.export's AssertionError "Guard failed: x.size()[2] >= 21".
+    model = load(small_models[name])
+    with pytest.raises(ValueError, match=r"lidplug denoiser: " + match):
+        model.denoise_hu(torch.zeros(2, 1, *size))
+    low, step = model.accepted_sizes()
+    assert model(torch.zeros(1, 1, low + step, low)).shape == (1, 1, low + step, low)
+
+
+@pytest.mark.slow
+def test_a_failure_that_is_not_the_size_passes_through(small_models):
+    model = load(small_models["redcnn.pt"])
+
+    class Broken(torch.nn.Module):  # fails for another reason than the image size
+        def forward(self, x):
+            raise RuntimeError("CUDA error: out of memory")
+
+    model.module = Broken()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model(torch.zeros(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_load_an_archive_with_a_damaged_entry(tmp_path, exported, suffix):
+    # lidplug.json intact, the model's data replaced: libtorch's RuntimeError before.
+    source = exported if suffix == ".pt" else tmp_path / "src.pt2"
+    if suffix == ".pt2":
+        export(ScriptableDenoiser(), source)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp_path / f"bad{suffix}", "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            damaged = item.filename.endswith(("/data.pkl", "/models/model.json"))
+            zout.writestr(item, b"{}" if damaged else data)
+    with pytest.raises(ValueError, match=r"lidplug.load: cannot load the (TorchScript module|"
+                                         r"torch.export program) of '.*bad\.pt2?'"):
+        load(tmp_path / f"bad{suffix}")
+
+
+_FULL_DISK = """
+import resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+from deploy_models import ScriptableDenoiser
+from lidplug.deploy import export
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # as a full disk would, past 4 KB
+try:
+    export(ScriptableDenoiser(), sys.argv[1])
+except OSError as exc:
+    print("OSError", exc.errno, exc)
+"""
+
+
+@pytest.mark.slow  # a fresh process
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_export_onto_a_full_disk_is_an_os_error_and_keeps_the_old_file(tmp_path, suffix):
+    # libtorch's writer aborted the process (std::terminate, exit status -6) when a write
+    # failed: no message, and the temporary file stayed.
+    import errno
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not hasattr(resource, "RLIMIT_FSIZE"):
+        pytest.skip("needs RLIMIT_FSIZE to make writes fail")
+    target = tmp_path / f"d{suffix}"
+    target.write_bytes(b"the previous export")
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(target),
+                          str(Path(__file__).parent)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"OSError {errno.EFBIG} "), run.stdout + run.stderr[-2000:]
+    assert target.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

@@ -179,3 +179,38 @@ def test_unknown_vr_is_a_named_value_error(tmp_path, series_dir, make_ct, save, 
         image, meta = read_dicom(series_dir)
     assert len(image) == 5
     assert [(p.name, "'QQ'" in reason) for p, reason in meta.skipped] == [("vr.dcm", True)]
+
+
+def _read_folder_quietly(folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped files are checked in meta.skipped
+        return read_dicom(folder)
+
+
+def test_unknown_vr_on_the_last_element(tmp_path, series_dir, make_ct, save, stored_slices):
+    # The last element (PixelData) is read by the truncation check, which ran before the
+    # conversion of pydicom's errors: a NotImplementedError without the file's name escaped.
+    path = corrupt_vr(save(make_ct(stored_slices[0]), tmp_path / "last.dcm"), 0x7FE0, 0x0010)
+    with pytest.raises(ValueError, match=r"last\.dcm: malformed header value: .*'QQ'.*7FE0,0010"):
+        read_dicom(path)
+    (series_dir / "last.dcm").write_bytes(path.read_bytes())
+    image, meta = _read_folder_quietly(series_dir)
+    assert len(image) == 5  # the folder is read; the file is skipped and listed
+    assert [(p.name, "'QQ'" in reason) for p, reason in meta.skipped] == [("last.dcm", True)]
+
+
+def test_unknown_vr_inside_a_sequence_item(tmp_path, series_dir, make_ct, save, stored_slices):
+    # A corrupt value inside a sequence the writer copies (de-identification codes) was read
+    # lazily, so the file passed and its derived series carried the corrupt element on.
+    ds = make_ct(stored_slices[0])
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
+    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = [code]
+    path = corrupt_vr(save(ds, tmp_path / "seq.dcm"), 0x0008, 0x0104)
+    with pytest.raises(ValueError, match=r"seq\.dcm: malformed header value: .*'QQ'.*0008,0104"):
+        read_dicom(path)
+    (series_dir / "seq.dcm").write_bytes(path.read_bytes())
+    image, meta = _read_folder_quietly(series_dir)
+    assert len(image) == 5
+    assert [p.name for p, _ in meta.skipped] == ["seq.dcm"]

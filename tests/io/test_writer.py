@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import numpy as np
 import pydicom
 import pytest
@@ -145,6 +148,28 @@ def test_failed_write_leaves_no_file(ct_small, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_dicom(image, meta, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []  # no target, no temporary file
+
+
+def test_full_disk_part_way_names_the_slice_and_keeps_the_files_before(series_dir, tmp_path,
+                                                                       monkeypatch):
+    image, meta = read_dicom(series_dir)
+    save_as, calls = Dataset.save_as, []
+
+    def disk_fills(self, fh, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            fh.write(b"DICM a third of a file")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save_as(self, fh, **kwargs)
+
+    monkeypatch.setattr(Dataset, "save_as", disk_fills)
+    with pytest.raises(OSError, match=r"0003\.dcm: cannot write slice 3 of 5 \(No space left on "
+                                      r"device\); the 2 file\(s\) written before it are complete") as err:
+        write_dicom(image, meta, tmp_path / "out")
+    assert err.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0001.dcm", "0002.dcm"]
+    for name in ("0001.dcm", "0002.dcm"):
+        assert pydicom.dcmread(tmp_path / "out" / name).pixel_array.shape == (12, 10)
 
 
 def test_bad_arguments(ct_small, shipped, tmp_path):
