@@ -15,13 +15,12 @@ import sys
 import warnings
 
 from lidplug.cli import CLIError
-from lidplug.commands._common import check_device, user_errors
+from lidplug.commands._common import check_device, check_output, user_errors
 
 _BATCH = 4
 
 
 def run(args: argparse.Namespace) -> int:
-    from lidplug.cli import _check_output
     from lidplug.deploy import load
     from lidplug.io import read_dicom, write_dicom
 
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         raise CLIError(f"--model {args.model}: expected a file written by 'lidplug export' or "
                        "'lidplug train', got nothing there")
-    _check_output(args.input, args.output, args.overwrite)
+    check_output(args.input, args.output, args.overwrite)
     device = check_device(args.device)
     try:
         with user_errors(f"--model {args.model}"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,18 +68,12 @@ def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mappin
     if sha256 is not None and (actual := sha256_of(path)) != sha256:
         raise ValueError(f"{where}.weights: {path} has SHA-256 {actual}, expected {sha256} "
                          "(a changed or damaged file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{where}.weights: {path} holds Python objects that a weights-only "
-                         f"load refuses ({str(err).splitlines()[0]}); expected a state dict") \
-            from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{where}.weights: {path} is not a torch.save file "
-                         f"({' '.join(str(err).split())[:200]})") from None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{where}.weights: expected a state dict in {path}, got "
-                         f"{type(state).__name__}")
+    from lidplug.deploy import read_checkpoint
+
+    try:  # weights_only; says what the file is when it is not a checkpoint
+        state = read_checkpoint(path)
+    except ValueError as err:
+        raise ValueError(f"{where}.weights: {err}") from None
     # A 'lidplug train' checkpoint holds both models: take this role's.
     inner = state.get(role)
     if isinstance(inner, Mapping):
