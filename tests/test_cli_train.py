@@ -190,3 +190,16 @@ def test_console_script_error_is_one_line(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from lidplug.training import checkpoint
+
+    def full(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    assert main(["train", "--config", str(TINY), "--out", str(tmp_path / "o")]) == 2
+    assert "No space left" in error_line(capsys)
