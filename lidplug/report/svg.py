@@ -60,6 +60,21 @@ def _axis_ticks(lo: float, hi: float, log_base: float | None) -> list[tuple[floa
     return [(float(k), _fmt(log_base**k)) for k in range(math.ceil(lo), math.floor(hi) + 1)]
 
 
+def _simplify(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Drop points a polyline does not need: repeats and the middle of straight horizontal or
+    vertical runs (a FROC staircase over thousands of detections keeps only its corners)."""
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if out and p == out[-1]:
+            continue
+        if len(out) >= 2 and ((out[-2][0] == out[-1][0] == p[0])
+                              or (out[-2][1] == out[-1][1] == p[1])):
+            out[-1] = p
+        else:
+            out.append(p)
+    return out
+
+
 def _marker(shape: int, x: float, y: float, color: str, r: float = 3.2) -> str:
     style = f'fill="{color}" fill-opacity="0.45" stroke="{color}" stroke-width="1"'
     shape %= 5
@@ -165,11 +180,12 @@ def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
             if s.label:
                 out.append(_marker(k, lx + 10, ly - 4, color, r=4))
         else:
-            coords = []
+            drawn = []
             for i, (x, y) in enumerate(pts):
                 if s.step and i:
-                    coords.append(f"{px(x):.1f},{py(pts[i - 1][1]):.1f}")
-                coords.append(f"{px(x):.1f},{py(y):.1f}")
+                    drawn.append((round(px(x), 1), round(py(pts[i - 1][1]), 1)))
+                drawn.append((round(px(x), 1), round(py(y), 1)))
+            coords = [f"{x:.1f},{y:.1f}" for x, y in _simplify(drawn)]
             dash = ' stroke-dasharray="6 3"' if s.dashed else ""
             if len(pts) == 1:  # a line of one point would not show
                 out.append(f'<circle cx="{px(pts[0][0]):.1f}" cy="{py(pts[0][1]):.1f}" r="2.5" '
