@@ -1,146 +1,125 @@
-"""The experiment report: one self-contained HTML file (inline CSS, PNG data URIs, inline SVG).
+"""The page: one self-contained HTML file (inline CSS, PNG data URIs, inline SVG).
 
 Nothing is fetched when the page opens (no server, no network, no script), so it can be mailed,
-archived with the run, or opened straight from disk.
+archived with the run, or opened straight from disk. :class:`Report` holds finished sections;
+the modules that build them (:mod:`lidplug.report.build`) use the small helpers here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
 
-from lidplug.report.svg import Series, line_plot
-
-__all__ = ["ARM_LABELS", "Example", "Report", "render_report", "write_report"]
-
-#: Display names of the arms (unknown arms are shown by key).
-ARM_LABELS = {
-    "low_dose": "Low-dose input",
-    "baseline": "Baseline (pixel loss)",
-    "lidnet": "LIDnet (lesion-aware)",
-    "normal_dose": "Normal dose",
-}
-_IMAGE_METRICS = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("rmse_hu", "RMSE (HU)", 1))
-_DETECTION_METRICS = (("map50", "mAP@0.5", 3), ("cpm", "CPM", 3))
+__all__ = ["Report", "Section", "badge", "details", "figure", "render_report", "write_report"]
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1180px;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.55em; margin-bottom: 0.2em; } .subtitle { color: #555; margin-top: 0; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; font-size: 1.25em; }
+h3 { font-size: 1.02em; margin: 1.1em 0 0.4em; }
+nav { font-size: 0.9em; color: #555; } nav a { margin-right: 0.9em; color: #0b5394; }
+.overview { font-size: 1.05em; margin: 0.6em 0 0.2em; }
+ul.findings { margin: 0.2em 0 0.8em; padding-left: 1.2em; } ul.findings li { margin: 0.25em 0; }
+.badge { display: inline-block; padding: 0 0.45em; border-radius: 3px; font-size: 0.8em;
+         font-weight: 600; white-space: nowrap; }
+.better { background: #d7efd9; color: #135e1c; } .worse { background: #f7d7d5; color: #8a1c14; }
+.ns { background: #ececec; color: #444; } .na { background: #fff; color: #666;
+                                              border: 1px solid #ccc; }
+.warn { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.4em 0.7em; }
+.headroom { border-left: 4px solid #7aa6d8; padding: 0.4em 0.7em; background: #f1f6fc; }
+.headroom.warn { border-left-color: #e0a800; background: #fff4d6; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #d4d4d4; padding: 3px 7px; text-align: right; vertical-align: top; }
+th { background: #f5f5f5; font-weight: 600; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
-td small { color: #666; }
-.figures { display: flex; flex-wrap: wrap; gap: 12px; }
-figure { margin: 0; text-align: center; } figcaption { font-size: 0.85em; }
-.note { color: #555; font-size: 0.9em; } code { background: #f4f4f4; padding: 0 3px; }
-.swatch { display: inline-block; width: 12px; height: 12px; vertical-align: middle; }
+td small { color: #666; white-space: nowrap; } tr.diff td { background: #fafafa; }
+tr.sep td { border-top: 2px solid #999; }
+td.secondary, th.secondary { color: #777; background: #fbfbfb; font-style: italic; }
+.figures { display: flex; flex-wrap: wrap; gap: 10px 12px; align-items: flex-start; }
+.row { display: flex; gap: 8px; align-items: flex-start; }
+figure { margin: 0; text-align: center; } figure img { display: block; margin: 0 auto; }
+figcaption { font-size: 0.8em; line-height: 1.3; margin-top: 2px; }
+.note { color: #555; font-size: 0.88em; } code, pre { background: #f4f4f4; }
+code { padding: 0 3px; } pre { padding: 0.6em; overflow-x: auto; font-size: 0.82em; }
+.swatch { display: inline-block; width: 11px; height: 11px; vertical-align: -1px;
+          margin: 0 3px 0 8px; border: 1px solid #888; }
+.outline { border-radius: 50%; background: none; border: 2px solid; }
+details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
+img { image-rendering: pixelated; }
 """
 
 
 @dataclass
-class Example:
-    """One example slice across arms: ``panels`` are ``(caption, PNG data URI)``."""
+class Section:
+    """One ``<h2>`` section of the page.
 
+    Attributes:
+        id: its anchor (``#id``), also listed in the page's table of contents.
+        title: its heading (plain text).
+        body: its content (HTML, already escaped where it holds user text).
+    """
+
+    id: str
     title: str
-    panels: Sequence[tuple[str, str]]
+    body: str
 
 
 @dataclass
 class Report:
-    """Everything the page shows.
+    """Everything the page shows, in order.
 
     Attributes:
-        title: page heading.
-        summary: paragraphs (plain text) under the heading.
-        metrics: arm -> metrics (``metrics.json`` structure: each ``{"mean", "low", "high"}``).
-        froc_curves: arm -> ``(fp_per_image, sensitivity)`` points.
-        losses: plot title -> the series to draw (log-scale y).
-        examples: example slices.
-        config: the run's configuration (shown as JSON).
-        notes: extra paragraphs at the end.
+        title: page heading (plain text).
+        subtitle: one line under the heading (plain text).
+        sections: the sections, in page order.
     """
 
     title: str
-    summary: Sequence[str] = ()
-    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    froc_curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] = field(
-        default_factory=dict)
-    losses: Mapping[str, Sequence[Series]] = field(default_factory=dict)
-    examples: Sequence[Example] = ()
-    config: Mapping[str, Any] = field(default_factory=dict)
-    notes: Sequence[str] = ()
+    subtitle: str = ""
+    sections: Sequence[Section] = field(default_factory=list)
 
 
-def _label(arm: str) -> str:
-    return ARM_LABELS.get(arm, arm)
+_BADGES = {"better": ("better", "better, shown"), "worse": ("worse", "worse, shown"),
+           "not shown": ("ns", "not shown"), "not computed": ("na", "not computed")}
 
 
-def _cell(value: Mapping[str, float] | None, digits: int) -> str:
-    if not value:
-        return "<td>&ndash;</td>"
-    return (f"<td>{value['mean']:.{digits}f}<br><small>[{value['low']:.{digits}f}, "
-            f"{value['high']:.{digits}f}]</small></td>")
+def badge(verdict: str, text: str | None = None) -> str:
+    """A coloured tag for a verdict (``"better"``, ``"worse"``, ``"not shown"``, ...)."""
+    cls, default = _BADGES.get(verdict, ("na", verdict))
+    return f"<span class='badge {cls}'>{escape(text or default)}</span>"
 
 
-def _metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    rates = []
-    for m in metrics.values():
-        for rate in m.get("froc_sensitivity", {}):
-            if rate not in rates:
-                rates.append(rate)
-    columns = ([(k, label, d, None) for k, label, d in _IMAGE_METRICS]
-               + [(k, label, d, None) for k, label, d in _DETECTION_METRICS]
-               + [("froc_sensitivity", f"Sens. @{r} FP", 3, r) for r in rates])
-    head = "".join(f"<th>{escape(label)}</th>" for _, label, _, _ in columns)
-    rows = []
-    for arm, m in metrics.items():
-        cells = "".join(_cell(m.get(k, {}).get(r) if r else m.get(k), d)
-                        for k, _, d, r in columns)
-        rows.append(f"<tr><td>{escape(_label(arm))}</td>{cells}</tr>")
-    return (f"<table><thead><tr><th>Arm</th>{head}</tr></thead><tbody>{''.join(rows)}"
-            f"</tbody></table><p class='note'>Mean over held-out slices, 95% bootstrap interval "
-            f"in brackets. Image metrics against the normal-dose slice (HU window -1024..3072); "
-            f"detection: the same detector on each arm's images.</p>")
+def figure(src: str, alt: str, caption: str = "", *, width: int | None = None) -> str:
+    """An ``<img>`` with alt text (plain) and a caption (HTML) in a ``<figure>``."""
+    size = f" width='{width}'" if width else ""
+    cap = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return f"<figure><img src='{src}' alt='{escape(alt, quote=True)}'{size}>{cap}</figure>"
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsed block: ``summary`` (plain text) opens ``body`` (HTML)."""
+    return f"<details><summary>{escape(summary)}</summary>{body}</details>"
 
 
 def render_report(report: Report) -> str:
     """The report as an HTML string."""
+    nav = "".join(f"<a href='#{escape(s.id)}'>{escape(s.title)}</a>" for s in report.sections)
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<title>{escape(report.title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{escape(report.title)}</h1>"]
-    parts += [f"<p>{escape(p)}</p>" for p in report.summary]
-    if report.metrics:
-        parts += ["<h2>Metrics</h2>", _metrics_table(report.metrics)]
-    if report.examples:
-        parts.append("<h2>Example slices</h2><p class='note'>Soft-tissue window (W400/L40). "
-                     "<span class='swatch' style='background:#00c800'></span> ground-truth "
-                     "lesion boxes, <span class='swatch' style='background:#ff3c3c'></span> "
-                     "detections with score &ge; 0.5.</p>")
-        for ex in report.examples:
-            figs = "".join(f"<figure><img src='{uri}' alt='{escape(cap)}'>"
-                           f"<figcaption>{escape(cap)}</figcaption></figure>"
-                           for cap, uri in ex.panels)
-            parts.append(f"<h3>{escape(ex.title)}</h3><div class='figures'>{figs}</div>")
-    plots = []
-    if report.froc_curves:
-        series = [Series(_label(arm), xs, ys, step=True)
-                  for arm, (xs, ys) in report.froc_curves.items()]
-        plots.append(line_plot(series, title="FROC", xlabel="false positives per image",
-                               ylabel="sensitivity", xlog2=True, xlim=(0.125, 8.0),
-                               ylim=(0.0, 1.0)))
-    for title, series in report.losses.items():
-        plots.append(line_plot(series, title=title, xlabel="step", ylabel="loss", ylog=True))
-    if plots:
-        parts += ["<h2>Curves</h2>", f"<div class='figures'>{''.join(plots)}</div>"]
-    parts += [f"<p class='note'>{escape(p)}</p>" for p in report.notes]
-    if report.config:
-        parts += ["<h2>Configuration</h2>",
-                  f"<pre>{escape(json.dumps(report.config, indent=1, default=str))}</pre>"]
+    if report.subtitle:
+        parts.append(f"<p class='subtitle'>{escape(report.subtitle)}</p>")
+    if nav:
+        parts.append(f"<nav>{nav}</nav>")
+    for s in report.sections:
+        parts.append(f"<section id='{escape(s.id)}'><h2>{escape(s.title)}</h2>\n{s.body}"
+                     "</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -1,4 +1,7 @@
-"""The demo's report.html in a real headless browser (Debian's chromium; skipped without it).
+"""A run's report.html in a real headless browser (Debian's chromium; skipped without it).
+
+The page is the tiny run's (``tests/pipeline/tiny.toml`` through :mod:`lidplug.pipeline`, the
+session fixture of ``conftest.py``), as ``lidplug evaluate`` writes it.
 
 A probe script is injected at the top of a copy of the page: it records uncaught errors, failed
 resource loads and ``console.error`` calls, and after the load event writes the number of images
@@ -12,8 +15,6 @@ import shutil
 import subprocess
 
 import pytest
-
-from lidplug.experiments import preset, run_demo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
@@ -62,13 +63,11 @@ def _render(html: str, tmp_path) -> tuple[dict, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo-report")
-    run_demo(preset("tiny", progress=False), out)
-    return (out / "report.html").read_text(encoding="utf-8")
+def report_html(tiny_run):
+    return tiny_run.html
 
 
-def test_demo_report_renders_cleanly(report_html, tmp_path):
+def test_run_report_renders_cleanly(report_html, tmp_path):
     probe, console = _render(report_html, tmp_path)
     assert probe["images"] == report_html.count("<img ")
     assert probe["images"] > 0 and probe["svgs"] >= 3
