@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec, folder, out = read_run(args)
     with user_errors():
-        evaluation = evaluate(spec, out, folder, split=args.split)
+        evaluation = evaluate(spec, out, folder, split=args.split, progress=spec.train.progress)
     print(format_summary(evaluation.metrics))
     print(f"\nlidplug evaluate: wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return 0

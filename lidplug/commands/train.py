@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{out}: already holds checkpoints of {done} (pass --resume to continue "
                        "them or --overwrite to start again)")
     with user_errors():
-        arms = train(spec, out, folder, resume=bool(args.resume))
+        arms = train(spec, out, folder, resume=bool(args.resume), progress=spec.train.progress)
     for name, arm in arms.items():
         print(f"lidplug train: arm {name!r}: {len(arm.history)} steps in {arm.seconds:.0f} s; "
               f"{arm.folder}")
