@@ -158,6 +158,52 @@ LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
   return t;
 }
 
+// The four pixels one sample reads (offsets into its plane, rows of W) and their bilinear
+// weights. This is the one place the four-tap arithmetic is written: the CPU kernels and the
+// CUDA kernel bodies (roi_pool_bodies.h) all interpolate and scatter through it.
+template <typename T>
+struct Corners {
+  int64_t offset[4];
+  T weight[4];
+};
+
+template <typename T>
+LIDPLUG_HD Corners<T> corners(const Tap<T>& ty, const Tap<T>& tx, int W) {
+  const int64_t lo = static_cast<int64_t>(ty.low) * W, hi = static_cast<int64_t>(ty.high) * W;
+  return {{lo + tx.low, lo + tx.high, hi + tx.low, hi + tx.high},
+          {ty.w_low * tx.w_low, ty.w_low * tx.w_high, ty.w_high * tx.w_low,
+           ty.w_high * tx.w_high}};
+}
+
+// The value at one sample: sum over the corners of weight * f, or weight * (f - r) when a
+// reference plane r is given (the fused loss pools the difference of two pyramids), in acc_t.
+template <typename acc_t, typename scalar_t>
+LIDPLUG_HD acc_t interpolate(const Corners<acc_t>& c, const scalar_t* f,
+                             const scalar_t* r = nullptr) {
+  acc_t v[4];
+  for (int j = 0; j < 4; ++j) {
+    v[j] = static_cast<acc_t>(f[c.offset[j]]);
+    if (r != nullptr) v[j] -= static_cast<acc_t>(r[c.offset[j]]);
+  }
+  return c.weight[0] * v[0] + c.weight[1] * v[1] + c.weight[2] * v[2] + c.weight[3] * v[3];
+}
+
+// The transpose of interpolate: adds value * weight to each corner of `plane` through `add`
+// (a device atomic on CUDA, PlainAdd on the host).
+template <typename acc_t, typename Add>
+LIDPLUG_HD void scatter(const Corners<acc_t>& c, acc_t value, acc_t* plane, const Add& add) {
+  for (int j = 0; j < 4; ++j) add(plane + c.offset[j], value * c.weight[j]);
+}
+
+// The host's add for scatter: the CPU kernels give each thread its own planes, and the emulated
+// CUDA launch runs its threads one after another, so neither needs an atomic.
+struct PlainAdd {
+  template <typename T>
+  LIDPLUG_HD void operator()(T* p, T v) const {
+    *p += v;
+  }
+};
+
 // Sample coordinate `i` (0 <= i < pooled * grid) along one axis of a box.
 template <typename T>
 LIDPLUG_HD T sample_coord(T start, T bin, int grid, int bin_index, int i) {

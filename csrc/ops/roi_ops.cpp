@@ -274,7 +274,7 @@ at::Tensor roi_perceptual_loss(at::TensorList features, at::TensorList ref_featu
 
 }  // namespace
 
-TORCH_LIBRARY(lidplug, m) {
+void define_backend_ops(torch::Library& m) {
   m.def(
       "roi_pool(Tensor[] features, Tensor rois, float[] spatial_scales, int pooled_height, "
       "int pooled_width, int sampling_ratio=2, bool aligned=False) -> Tensor");
@@ -282,10 +282,6 @@ TORCH_LIBRARY(lidplug, m) {
       "roi_pool_backward(Tensor grad, Tensor rois, float[] spatial_scales, SymInt batch_size, "
       "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, "
       "bool deterministic, ScalarType dtype) -> Tensor[]");
-  m.def(
-      "roi_perceptual_loss(Tensor[] features, Tensor[] ref_features, Tensor rois, "
-      "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
-      "bool aligned=False, str reduction=\"mean\") -> Tensor");
   m.def(
       "_roi_perceptual_loss_forward(Tensor[] features, Tensor[] ref_features, Tensor rois, "
       "float[] spatial_scales, int pooled_height, int pooled_width, int sampling_ratio, "
@@ -295,6 +291,14 @@ TORCH_LIBRARY(lidplug, m) {
       "float[] spatial_scales, SymInt batch_size, SymInt channels, SymInt[] heights, "
       "SymInt[] widths, int sampling_ratio, bool aligned, str reduction, bool deterministic, "
       "bool ref_grad, ScalarType dtype) -> Tensor[]");
+}
+
+TORCH_LIBRARY(lidplug, m) {
+  define_backend_ops(m);
+  m.def(
+      "roi_perceptual_loss(Tensor[] features, Tensor[] ref_features, Tensor rois, "
+      "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
+      "bool aligned=False, str reduction=\"mean\") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lidplug, CompositeImplicitAutograd, m) {
