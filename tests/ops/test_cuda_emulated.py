@@ -175,3 +175,43 @@ def test_no_boxes_and_empty_channels():
                                                  *_sizes(feats), 2, False, deterministic,
                                                  torch.float32)
         assert all(bool((g == 0).all()) for g in grads)
+
+
+# Review findings of issue 15, each checked here on the emulated CUDA code (and, marked `cuda`,
+# on a device where one is lent).
+
+def _backwards_box_case():
+    # The review's worked example: x1=40 > x2=10, scale 0.25, 7 bins, sampling_ratio 2, W=16.
+    g = torch.Generator().manual_seed(15)
+    feat = torch.randn(1, 2, 16, 16, generator=g).requires_grad_()
+    rois = torch.tensor([[0.0, 40.0, 8.0, 10.0, 56.0]])
+    return feat, rois
+
+
+@MODES
+def test_finding_1_backwards_box_keeps_its_gradient_emulated(request, deterministic):
+    from torchvision.ops import roi_align
+
+    _finding_1(request, 2, True, deterministic)
+    feat, rois = _backwards_box_case()
+    expected = roi_align(feat, rois, 7, 0.25, 2, True)
+    grad = torch.randn_like(expected)
+    (want,) = torch.autograd.grad(expected, feat, grad)
+    assert int((want != 0).any(1).sum()) > 0
+    (have,) = _ops(EMULATED).roi_pool_backward(grad, rois, [0.25], 1, 2, [16], [16], 2, True,
+                                               deterministic, torch.float32)
+    _assert_grads_close([have], [want])
+
+
+@pytest.mark.cuda
+@MODES
+def test_finding_1_backwards_box_keeps_its_gradient_cuda(deterministic):
+    from torchvision.ops import roi_align
+
+    feat, rois = _backwards_box_case()
+    expected = roi_align(feat, rois, 7, 0.25, 2, True)
+    grad = torch.randn_like(expected)
+    (want,) = torch.autograd.grad(expected, feat, grad)
+    (have,) = torch.ops.lidplug.roi_pool_backward(grad.cuda(), rois.cuda(), [0.25], 1, 2, [16],
+                                                  [16], 2, True, deterministic, torch.float32)
+    _assert_grads_close([have.cpu()], [want])
