@@ -184,13 +184,16 @@ LIDPLUG_HD bool axis_weights(acc_t start, acc_t bin, int grid, int pooled, int s
 }
 
 // Cheap reject before the weights: the rows (columns) a box's samples can touch lie in
-// [floor(max(first sample, 0)), last sample + 1].
+// [floor(max(lowest sample, 0)), highest sample + 1]. The samples run from the first bin's first
+// to the last bin's last, upwards, or downwards for a box drawn backwards under aligned=True,
+// which keeps its negative size (aligned=False makes it 1 pixel wide instead).
 template <typename acc_t>
 LIDPLUG_HD bool may_touch(acc_t start, acc_t bin, int grid, int pooled, int p) {
-  const acc_t first = sample_coord(start, bin, grid, 0, 0);
-  const acc_t last = sample_coord(start, bin, grid, pooled - 1, grid - 1);
-  const acc_t lo = first <= acc_t(0) ? acc_t(0) : floor_of(first);
-  return acc_t(p) >= lo && acc_t(p) <= last + acc_t(1);
+  const acc_t a = sample_coord(start, bin, grid, 0, 0);
+  const acc_t b = sample_coord(start, bin, grid, pooled - 1, grid - 1);
+  const acc_t lowest = a < b ? a : b, highest = a < b ? b : a;
+  const acc_t lo = lowest <= acc_t(0) ? acc_t(0) : floor_of(lowest);
+  return acc_t(p) >= lo && acc_t(p) <= highest + acc_t(1);
 }
 
 // Gradient pixel idx (over all levels: level-major, then image, row, column) of every channel,

@@ -62,13 +62,6 @@ def _assert_grads_close(have, want):
         torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()) + 1e-7)
 
 
-def _finding_1(request, sampling_ratio, aligned, deterministic):
-    # Review finding 1 (issue 15), fixed in the next change.
-    if deterministic and aligned and sampling_ratio > 0:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="deterministic backward drops boxes drawn backwards (may_touch)"))
-
-
 MATRIX = pytest.mark.parametrize(
     "num_levels, sampling_ratio, aligned",
     [(n, s, a) for n in (1, 4) for s in (0, 2) for a in (False, True)],
@@ -91,9 +84,8 @@ def test_pool_forward_matches_torchvision_and_cpu(num_levels, sampling_ratio, al
 
 @MODES
 @MATRIX
-def test_pool_backward_matches_torchvision_and_cpu(request, num_levels, sampling_ratio, aligned,
+def test_pool_backward_matches_torchvision_and_cpu(num_levels, sampling_ratio, aligned,
                                                    deterministic):
-    _finding_1(request, sampling_ratio, aligned, deterministic)
     feats, _, boxes, scales = _case(num_levels * 10 + sampling_ratio + aligned, num_levels)
     feats = [t.requires_grad_() for t in feats]
     rois = to_rois(boxes)
@@ -109,9 +101,7 @@ def test_pool_backward_matches_torchvision_and_cpu(request, num_levels, sampling
 
 @MODES
 @MATRIX
-def test_loss_matches_torchvision_and_cpu(request, num_levels, sampling_ratio, aligned,
-                                          deterministic):
-    _finding_1(request, sampling_ratio, aligned, deterministic)
+def test_loss_matches_torchvision_and_cpu(num_levels, sampling_ratio, aligned, deterministic):
     feats, refs, boxes, scales = _case(num_levels * 10 + sampling_ratio + aligned + 100,
                                        num_levels)
     feats = [t.requires_grad_() for t in feats]
@@ -189,10 +179,9 @@ def _backwards_box_case():
 
 
 @MODES
-def test_finding_1_backwards_box_keeps_its_gradient_emulated(request, deterministic):
+def test_finding_1_backwards_box_keeps_its_gradient_emulated(deterministic):
     from torchvision.ops import roi_align
 
-    _finding_1(request, 2, True, deterministic)
     feat, rois = _backwards_box_case()
     expected = roi_align(feat, rois, 7, 0.25, 2, True)
     grad = torch.randn_like(expected)
