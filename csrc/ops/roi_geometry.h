@@ -71,12 +71,13 @@ struct RoiGeometry {
 // floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [k_min, k_max], minus k_min. The math is
 // in the boxes' dtype, in torchvision's order, so boxes on a level boundary land alike. A box of
 // negative area (one side inverted) gets no level (-1): torchvision's NaN level matches none
-// of the levels, so such a box pools zeros there too.
+// of the levels, so such a box pools zeros there too. So does a NaN area (a side that
+// overflows to inf times a side of zero), which would otherwise reach the int conversion.
 template <typename T>
 LIDPLUG_HD int box_level(T x1, T y1, T x2, T y2, const LevelInfo& info) {
   if (info.num_levels == 1) return 0;
   const T area = (x2 - x1) * (y2 - y1);
-  if (area < T(0)) return -1;
+  if (!(area >= T(0))) return -1;  // negative or NaN
   T lvl = floor_of(T(4) + log2_of(sqrt_of(area) / T(224)) + T(1e-6));
   // -inf (an empty box) clamps to k_min, as torch.clamp does.
   lvl = lvl < T(info.k_min) ? T(info.k_min) : (lvl > T(info.k_max) ? T(info.k_max) : lvl);
@@ -127,7 +128,10 @@ LIDPLUG_HD RoiGeometry<T> roi_geometry(const T* roi, int pooled_h, int pooled_w,
 }
 
 // One axis of a bilinear tap: the two neighbouring indices and their weights.
-// Out-of-map samples (beyond one pixel outside) give `inside == false` and weigh nothing.
+// Out-of-map samples (beyond one pixel outside) give `inside == false` and weigh nothing. So do
+// NaN samples (a box whose size overflows to inf samples 0 * inf in its first bin): the test is
+// written so that NaN fails it, since a NaN reaching the int conversion below is undefined
+// behaviour and an out-of-bounds read.
 template <typename T>
 struct Tap {
   bool inside;
@@ -138,7 +142,7 @@ struct Tap {
 template <typename T>
 LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
   Tap<T> t;
-  t.inside = !(v < T(-1) || v > static_cast<T>(size));
+  t.inside = v >= T(-1) && v <= static_cast<T>(size);
   if (!t.inside) {
     t.low = t.high = 0;
     t.w_low = t.w_high = T(0);

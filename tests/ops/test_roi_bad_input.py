@@ -129,11 +129,11 @@ for levels, scales, rois, expected in cases:
     for sr in (0, 2):
         for aligned in (False, True):
             want = roi_pool_reference(levels, rois, (3, 3), scales, sr, aligned)
-            if expected is not None and not aligned:
+            if expected is not None and sr == 2 and not aligned:
                 torch.testing.assert_close(want, expected)
             assert bool((want[0] == 0).all()), want
             grad = torch.randn_like(want)
-            (ref_grads) = torch.autograd.grad(
+            ref_grads = torch.autograd.grad(
                 roi_pool_reference([t.requires_grad_() for t in levels], rois, (3, 3), scales, sr,
                                    aligned), levels, grad, allow_unused=True,
                 materialize_grads=True)
@@ -156,7 +156,6 @@ print("overflowing-boxes-ok")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2 of issue 15: NaN samples counted inside")
 def test_boxes_whose_size_overflows_pool_zeros_without_crashing():
     out = subprocess.run([sys.executable, "-c", _OVERFLOWING_BOXES], capture_output=True,
                          text=True, timeout=300)
