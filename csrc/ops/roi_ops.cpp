@@ -71,7 +71,10 @@ void check_roi_values(const at::Tensor& rois, int64_t batch) {
 
 LevelInfo make_level_info(int64_t batch, int64_t channels, at::IntArrayRef heights,
                           at::IntArrayRef widths, at::ArrayRef<double> scales) {
-  // LevelInfo holds fixed-size arrays: refuse more levels before writing them.
+  // LevelInfo holds fixed-size arrays, and the level mapping reads the first and last scale:
+  // refuse no levels and too many before touching them. The forward ops have checked their
+  // pyramids by now; the backward ops get sizes only, from any caller.
+  TORCH_CHECK_VALUE(!heights.empty(), "expected at least one feature level, got none");
   TORCH_CHECK_VALUE(static_cast<int64_t>(heights.size()) <= kMaxLevels, "expected at most ",
                     kMaxLevels, " feature levels, got ", heights.size());
   TORCH_CHECK_VALUE(scales.size() == heights.size(),

@@ -200,6 +200,5 @@ print("no-levels-ok")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3 of issue 15: empty level list indexed")
 def test_backward_without_levels_is_refused():
     _run_fresh(_NO_LEVELS_BACKWARD, "no-levels-ok")
