@@ -30,8 +30,9 @@ namespace bodies {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;
-// Bins per axis the deterministic gather keeps in registers.
-constexpr int kMaxPooled = 32;
+// Bins per axis whose weights the deterministic gather holds at once; a larger output is walked
+// in tiles of this many bins per axis (the summation order stays fixed).
+constexpr int kBinTile = 32;
 
 // Blocks of kThreads for n elements, at most max_blocks (the grid-stride loop covers the rest).
 inline int64_t blocks_for(int64_t n, int64_t max_blocks = kMaxBlocks) {
@@ -164,16 +165,17 @@ struct BoxKey {
   }
 };
 
-// Weight of every bin along one axis for pixel `p`: sum over the bin's samples of the bilinear
-// weight that sample puts on `p`. Returns false when no sample of the box touches `p`.
+// Weight of bins first_bin .. first_bin + bins - 1 along one axis for pixel `p`: sum over the
+// bin's samples of the bilinear weight that sample puts on `p`. Returns false when no sample of
+// these bins touches `p`.
 template <typename acc_t>
-LIDPLUG_HD bool axis_weights(acc_t start, acc_t bin, int grid, int pooled, int size, int p,
-                             acc_t* w) {
+LIDPLUG_HD bool axis_weights(acc_t start, acc_t bin, int grid, int first_bin, int bins, int size,
+                             int p, acc_t* w) {
   bool any = false;
-  for (int b = 0; b < pooled; ++b) {
+  for (int b = 0; b < bins; ++b) {
     acc_t s = 0;
     for (int i = 0; i < grid; ++i) {
-      const auto t = axis_tap(sample_coord(start, bin, grid, b, i), size);
+      const auto t = axis_tap(sample_coord(start, bin, grid, first_bin + b, i), size);
       if (!t.inside) continue;
       s += (t.low == p ? t.w_low : acc_t(0)) + (t.high == p ? t.w_high : acc_t(0));
     }
@@ -222,8 +224,8 @@ struct Gather {
     const int x = static_cast<int>(rest % W), y = static_cast<int>((rest / W) % H);
     const int b = static_cast<int>(rest / W / H);
     const int64_t seg = static_cast<int64_t>(level) * B + b;
-    acc_t* dst = out.ptr[level] + static_cast<int64_t>(b) * C * hw + static_cast<int64_t>(y) * W + x;
-    acc_t wy[kMaxPooled], wx[kMaxPooled];
+    acc_t* dst =
+        out.ptr[level] + static_cast<int64_t>(b) * C * hw + static_cast<int64_t>(y) * W + x;
     for (int64_t j = offsets[seg]; j < offsets[seg + 1]; ++j) {
       const int64_t k = order[j];
       const auto g = p.geometry(k);
@@ -232,19 +234,29 @@ struct Gather {
           !may_touch(g.start_w, g.bin_w, g.grid_w, pooled_w, x)) {
         continue;
       }
-      if (!axis_weights(g.start_h, g.bin_h, g.grid_h, pooled_h, H, y, wy)) continue;
-      if (!axis_weights(g.start_w, g.bin_w, g.grid_w, pooled_w, W, x, wx)) continue;
       const acc_t inv_count = acc_t(1) / static_cast<acc_t>(g.grid_h * g.grid_w);
-      for (int c = 0; c < C; ++c) {
-        const acc_t* gk = grad + ((k * C + c) * pooled_h) * pooled_w;
-        acc_t s = 0;
-        for (int ph = 0; ph < pooled_h; ++ph) {
-          if (wy[ph] == acc_t(0)) continue;
-          acc_t row = 0;
-          for (int pw = 0; pw < pooled_w; ++pw) row += wx[pw] * gk[ph * pooled_w + pw];
-          s += wy[ph] * row;
+      const acc_t* gk = grad + k * C * pooled_h * pooled_w;
+      // One tile for outputs up to kBinTile x kBinTile (7x7 in practice).
+      for (int ph0 = 0; ph0 < pooled_h; ph0 += kBinTile) {
+        const int nh = pooled_h - ph0 < kBinTile ? pooled_h - ph0 : kBinTile;
+        acc_t wy[kBinTile];
+        if (!axis_weights(g.start_h, g.bin_h, g.grid_h, ph0, nh, H, y, wy)) continue;
+        for (int pw0 = 0; pw0 < pooled_w; pw0 += kBinTile) {
+          const int nw = pooled_w - pw0 < kBinTile ? pooled_w - pw0 : kBinTile;
+          acc_t wx[kBinTile];
+          if (!axis_weights(g.start_w, g.bin_w, g.grid_w, pw0, nw, W, x, wx)) continue;
+          for (int c = 0; c < C; ++c) {
+            const acc_t* gc = gk + (static_cast<int64_t>(c) * pooled_h + ph0) * pooled_w + pw0;
+            acc_t s = 0;
+            for (int ph = 0; ph < nh; ++ph) {
+              if (wy[ph] == acc_t(0)) continue;
+              acc_t row = 0;
+              for (int pw = 0; pw < nw; ++pw) row += wx[pw] * gc[ph * pooled_w + pw];
+              s += wy[ph] * row;
+            }
+            dst[c * hw] += s * inv_count;
+          }
         }
-        dst[c * hw] += s * inv_count;
       }
     }
   }

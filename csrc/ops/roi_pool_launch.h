@@ -90,9 +90,6 @@ std::vector<at::Tensor> launch_pool_backward(const Exec& exec, const at::Tensor&
       exec.launch(grad.numel(), body);
       return;
     }
-    TORCH_CHECK_VALUE(pooled_h <= kMaxPooled && pooled_w <= kMaxPooled,
-                      "deterministic roi backward on CUDA: expected output_size <= ", kMaxPooled,
-                      ", got (", pooled_h, ", ", pooled_w, ")");
     at::Tensor key = at::empty({num_rois}, rois.options().dtype(at::kLong));
     exec.launch(num_rois, BoxKey<scalar_t>{args.rois, info, key.mutable_data_ptr<int64_t>()});
     // A stable sort keeps boxes of one segment in input order: the summation order is fixed.

@@ -123,6 +123,21 @@ def test_loss_matches_torchvision_and_cpu(num_levels, sampling_ratio, aligned, d
     _assert_grads_close(have, torch.ops.lidplug.roi_perceptual_loss_backward(*backward))
 
 
+@pytest.mark.parametrize("output_size", [(40, 9), (9, 70)], ids=str)
+def test_deterministic_backward_of_large_outputs(output_size):
+    # More bins than the gather's tile (32 per axis): walked tile by tile.
+    feats, _, boxes, scales = _case(11, 4, image=256, per_image=5)
+    feats = [t.requires_grad_() for t in feats]
+    rois = to_rois(boxes)
+    expected = torchvision_roi_pool(feats, boxes, output_size, scales, 2, True)
+    grad = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, feats, grad, allow_unused=True, materialize_grads=True)
+    args = (grad, rois, scales, 2, 3, *_sizes(feats), 2, True, True, torch.float32)
+    have = _ops(EMULATED).roi_pool_backward(*args)
+    _assert_grads_close(have, want)
+    _assert_grads_close(have, torch.ops.lidplug.roi_pool_backward(*args))
+
+
 @MODES
 def test_grid_stride_loop_covers_every_element(monkeypatch, deterministic):
     # Two blocks of 256 threads for thousands of elements: every thread loops many rounds.
