@@ -182,6 +182,29 @@ def test_no_boxes_and_empty_channels():
         assert all(bool((g == 0).all()) for g in grads)
 
 
+@pytest.mark.cuda
+@MODES
+@MATRIX
+def test_device_matches_emulation(num_levels, sampling_ratio, aligned, deterministic):
+    # Where a GPU is lent: the real launch against its emulation, forward and backward. A gap
+    # here that the emulated matrix does not show is in what emulation cannot test (see above).
+    feats, refs, boxes, scales = _case(num_levels * 10 + sampling_ratio + aligned + 200,
+                                       num_levels)
+    rois = to_rois(boxes)
+    forward = (rois, scales, 7, 7, sampling_ratio, aligned, "mean")
+    loss, diff = _ops(EMULATED)._roi_perceptual_loss_forward(feats, refs, *forward)
+    cuda = [[t.cuda() for t in feats], [t.cuda() for t in refs], rois.cuda(), *forward[1:]]
+    cuda_loss, cuda_diff = torch.ops.lidplug._roi_perceptual_loss_forward(*cuda)
+    torch.testing.assert_close(cuda_diff.cpu(), diff, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cuda_loss.cpu(), loss, rtol=1e-5, atol=1e-7)
+    backward = [torch.tensor(1.0), diff, rois, scales, 2, 3, *_sizes(feats), sampling_ratio,
+                aligned, "mean", deterministic, True, torch.float32]
+    have = torch.ops.lidplug.roi_perceptual_loss_backward(
+        *[a.cuda() if isinstance(a, torch.Tensor) else a for a in backward])
+    want = _ops(EMULATED).roi_perceptual_loss_backward(*backward)
+    _assert_grads_close([h.cpu() for h in have], want)
+
+
 # Review findings of issue 15, each checked here on the emulated CUDA code (and, marked `cuda`,
 # on a device where one is lent).
 
