@@ -59,7 +59,45 @@ CASES = {
                     r"output_size: expected a positive int or \(h, w\), got \(0, 0\)"),
     "no scales": (lambda: ops.roi_pool(_levels(), ROIS, 7),
                   r"spatial_scales: expected one scale per level .* got neither"),
+    "no levels": (lambda: ops.roi_pool([], ROIS, 7, []),
+                  r"features: expected at least one feature level, got none"),
+    "no levels in a mapping": (lambda: ops.roi_pool({}, [torch.zeros(1, 4)], 7, []),
+                               r"features: expected at least one feature level, got none"),
+    "no reference levels": (lambda: ops.roi_perceptual_loss(_levels(), [], ROIS, 7, SCALES),
+                            r"ref_features: expected at least one feature level, got none"),
+    "image size": (lambda: ops.roi_pool(_levels(), ROIS, 7, image_size=(0, 128)),
+                   r"image_size: expected two positive sizes \(H, W\), got \(0, 128\)"),
 }
+
+# Meta tensors (shapes without data) beside real ones: the dispatcher picks the meta (fake)
+# kernel for the whole call, so the checks must be there too, or the call returns an
+# uninitialised tensor on the real tensors' device.
+META = "meta"
+META_CASES = {
+    "one-level reference on meta": (
+        lambda: ops.roi_perceptual_loss(_levels()[0], _levels()[0].to(META), ROIS, 7, 0.25),
+        r"ref_features\[0\]: expected .*cpu.*got .*meta"),
+    "reference pyramid on meta": (
+        lambda: ops.roi_perceptual_loss(_levels(), [t.to(META) for t in _levels()], ROIS, 7,
+                                        SCALES),
+        r"ref_features\[0\]: expected .*cpu.*got .*meta"),
+    "boxes on meta": (lambda: ops.roi_pool(_levels(), ROIS.to(META), 7, SCALES),
+                      r"boxes: expected device cpu like the features, got meta"),
+    "list boxes on meta": (lambda: ops.roi_pool(_levels(), [b.to(META) for b in _boxes()], 7,
+                                                SCALES),
+                           r"boxes\[0\]: expected device cpu like the features, got meta"),
+    "features on meta": (lambda: ops.roi_pool([t.to(META) for t in _levels()], ROIS, 7, SCALES),
+                         r"boxes: expected device meta like the features, got cpu"),
+    "one level on meta": (lambda: ops.roi_pool([_levels()[0], _levels()[1].to(META)], ROIS, 7,
+                                               SCALES),
+                          r"features\[1\]: expected .*cpu.*got .*meta"),
+    "loss boxes on meta": (lambda: _loss(_levels(), rois=ROIS.to(META)),
+                           r"boxes: expected device cpu like the features, got meta"),
+}
+
+
+def _boxes():
+    return [ROIS[ROIS[:, 0] == i, 1:] for i in range(2)]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -67,6 +105,47 @@ def test_bad_input_is_refused_with_a_clear_message(impl, case):
     call, message = CASES[case]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("case", list(META_CASES))
+def test_meta_tensors_beside_real_ones_are_refused(impl, case):
+    call, message = META_CASES[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_meta_tensors_alone_give_shapes():
+    # All inputs on meta: the fake kernels' shape inference, as torch.compile uses it.
+    out = ops.roi_pool([t.to(META) for t in _levels()], ROIS.to(META), (5, 3), SCALES)
+    assert out.device.type == META and out.shape == (2, 3, 5, 3)
+    loss = ops.roi_perceptual_loss([t.to(META) for t in _levels()],
+                                   [t.to(META) for t in _levels()], ROIS.to(META), 7, SCALES,
+                                   reduction="none")
+    assert loss.device.type == META and loss.shape == (2,)
+
+
+@pytest.mark.parametrize("op", ["roi_pool_backward", "roi_perceptual_loss_backward"])
+def test_backward_ops_refuse_meta_beside_real_tensors(op):
+    grad, rois = torch.randn(2, 3, 7, 7), ROIS
+    sizes = ([32, 16], [32, 16])
+    if op == "roi_pool_backward":
+        def call(g, r):
+            return torch.ops.lidplug.roi_pool_backward(g, r, SCALES, 2, 3, *sizes, 2, False,
+                                                       False, torch.float32)
+    else:
+        def call(g, r):
+            return torch.ops.lidplug.roi_perceptual_loss_backward(
+                torch.tensor(1.0, device=g.device), g, r, SCALES, 2, 3, *sizes, 2, False,
+                "mean", False, True, torch.float32)
+    with pytest.raises(ValueError, match=r"expected device cpu .*got meta"):
+        call(grad, rois.to(META))
+    with pytest.raises(ValueError, match=r"expected device meta .*got cpu"):
+        call(grad.to(META), rois)
+    with pytest.raises(ValueError, match=r"expected at least one feature level, got none"):
+        torch.ops.lidplug.roi_pool_backward(grad.to(META), rois.to(META), [], 2, 3, [], [], 2,
+                                            False, False, torch.float32)
+    assert [tuple(g.shape) for g in call(grad.to(META), rois.to(META))][:2] == [
+        (2, 3, 32, 32), (2, 3, 16, 16)]
 
 
 @pytest.mark.parametrize("bad", ["features", "boxes"])
