@@ -30,17 +30,14 @@ from roi_cases import pyramid, random_boxes, to_rois
 from lidplug.ops import extension_available, extension_error
 from lidplug.ops._torchvision_path import torchvision_roi_perceptual_loss, torchvision_roi_pool
 
-EMULATED = "lidplug_cuda_emulated"
+# The test-only ops of csrc/ops/cpu/roi_pool_cuda_emulated.cpp.
+EMULATED = torch.ops.lidplug_cuda_emulated
 
 
 @pytest.fixture(autouse=True)
 def _compiled_ops():
     # The emulation is part of the compiled library: its absence is a failure, not a skip.
     assert extension_available(), extension_error()
-
-
-def _ops(name):
-    return getattr(torch.ops, name)
 
 
 def _case(seed, num_levels, *, batch=2, channels=3, image=128, per_image=6):
@@ -74,7 +71,7 @@ def test_pool_forward_matches_torchvision_and_cpu(num_levels, sampling_ratio, al
     feats, _, boxes, scales = _case(num_levels * 10 + sampling_ratio + aligned, num_levels)
     rois = to_rois(boxes)
     args = (rois, scales, 7, 7, sampling_ratio, aligned)
-    got = _ops(EMULATED).roi_pool(feats, *args)
+    got = EMULATED.roi_pool(feats, *args)
     torch.testing.assert_close(got, torchvision_roi_pool(feats, boxes, (7, 7), scales,
                                                          sampling_ratio, aligned),
                                rtol=1e-5, atol=1e-6)
@@ -94,7 +91,7 @@ def test_pool_backward_matches_torchvision_and_cpu(num_levels, sampling_ratio, a
     want = torch.autograd.grad(expected, feats, grad, allow_unused=True, materialize_grads=True)
     args = (grad, rois, scales, 2, 3, *_sizes(feats), sampling_ratio, aligned, deterministic,
             torch.float32)
-    have = _ops(EMULATED).roi_pool_backward(*args)
+    have = EMULATED.roi_pool_backward(*args)
     _assert_grads_close(have, want)
     _assert_grads_close(have, torch.ops.lidplug.roi_pool_backward(*args))
 
@@ -111,14 +108,14 @@ def test_loss_matches_torchvision_and_cpu(num_levels, sampling_ratio, aligned, d
                                                sampling_ratio, aligned)
     want = torch.autograd.grad(expected, feats + refs, allow_unused=True, materialize_grads=True)
     forward = (feats, refs, rois, scales, 7, 7, sampling_ratio, aligned, "mean")
-    loss, diff = _ops(EMULATED)._roi_perceptual_loss_forward(*forward)
+    loss, diff = EMULATED._roi_perceptual_loss_forward(*forward)
     cpu_loss, cpu_diff = torch.ops.lidplug._roi_perceptual_loss_forward(*forward)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(diff, cpu_diff, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss, cpu_loss, rtol=1e-5, atol=1e-7)
     backward = (torch.tensor(1.0), diff, rois, scales, 2, 3, *_sizes(feats), sampling_ratio,
                 aligned, "mean", deterministic, True, torch.float32)
-    have = _ops(EMULATED).roi_perceptual_loss_backward(*backward)
+    have = EMULATED.roi_perceptual_loss_backward(*backward)
     _assert_grads_close(have, want)
     _assert_grads_close(have, torch.ops.lidplug.roi_perceptual_loss_backward(*backward))
 
@@ -133,7 +130,7 @@ def test_deterministic_backward_of_large_outputs(output_size):
     grad = torch.randn_like(expected)
     want = torch.autograd.grad(expected, feats, grad, allow_unused=True, materialize_grads=True)
     args = (grad, rois, scales, 2, 3, *_sizes(feats), 2, True, True, torch.float32)
-    have = _ops(EMULATED).roi_pool_backward(*args)
+    have = EMULATED.roi_pool_backward(*args)
     _assert_grads_close(have, want)
     _assert_grads_close(have, torch.ops.lidplug.roi_pool_backward(*args))
 
@@ -144,12 +141,12 @@ def test_grid_stride_loop_covers_every_element(monkeypatch, deterministic):
     feats, _, boxes, scales = _case(7, 4)
     rois = to_rois(boxes)
     grad = torch.randn(rois.shape[0], 3, 7, 7)
-    full_pool = _ops(EMULATED).roi_pool(feats, rois, scales, 7, 7, 2, True)
+    full_pool = EMULATED.roi_pool(feats, rois, scales, 7, 7, 2, True)
     args = (grad, rois, scales, 2, 3, *_sizes(feats), 0, True, deterministic, torch.float32)
-    full_grads = _ops(EMULATED).roi_pool_backward(*args)
+    full_grads = EMULATED.roi_pool_backward(*args)
     monkeypatch.setenv("LIDPLUG_EMULATED_MAX_BLOCKS", "2")
-    capped_pool = _ops(EMULATED).roi_pool(feats, rois, scales, 7, 7, 2, True)
-    capped_grads = _ops(EMULATED).roi_pool_backward(*args)
+    capped_pool = EMULATED.roi_pool(feats, rois, scales, 7, 7, 2, True)
+    capped_grads = EMULATED.roi_pool_backward(*args)
     assert torch.equal(capped_pool, full_pool)
     for capped, full in zip(capped_grads, full_grads, strict=True):
         # The gather owns whole pixels (same sums); the scatter adds in another order.
@@ -163,7 +160,7 @@ def test_other_dtypes_match_cpu(dtype):
     feats, refs = [t.to(dtype) for t in feats], [t.to(dtype) for t in refs]
     rois = to_rois(boxes).to(dtype)
     forward = (feats, refs, rois, scales, 7, 7, 2, False, "none")
-    loss, diff = _ops(EMULATED)._roi_perceptual_loss_forward(*forward)
+    loss, diff = EMULATED._roi_perceptual_loss_forward(*forward)
     cpu_loss, cpu_diff = torch.ops.lidplug._roi_perceptual_loss_forward(*forward)
     assert diff.dtype == cpu_diff.dtype == (torch.float64 if dtype == torch.float64
                                             else torch.float32)
@@ -174,9 +171,9 @@ def test_other_dtypes_match_cpu(dtype):
 def test_no_boxes_and_empty_channels():
     feats, _, _, scales = _case(9, 4)
     empty = torch.zeros(0, 5)
-    assert _ops(EMULATED).roi_pool(feats, empty, scales, 7, 7, 2, False).shape == (0, 3, 7, 7)
+    assert EMULATED.roi_pool(feats, empty, scales, 7, 7, 2, False).shape == (0, 3, 7, 7)
     for deterministic in (False, True):
-        grads = _ops(EMULATED).roi_pool_backward(torch.zeros(0, 3, 7, 7), empty, scales, 2, 3,
+        grads = EMULATED.roi_pool_backward(torch.zeros(0, 3, 7, 7), empty, scales, 2, 3,
                                                  *_sizes(feats), 2, False, deterministic,
                                                  torch.float32)
         assert all(bool((g == 0).all()) for g in grads)
@@ -192,7 +189,7 @@ def test_device_matches_emulation(num_levels, sampling_ratio, aligned, determini
                                        num_levels)
     rois = to_rois(boxes)
     forward = (rois, scales, 7, 7, sampling_ratio, aligned, "mean")
-    loss, diff = _ops(EMULATED)._roi_perceptual_loss_forward(feats, refs, *forward)
+    loss, diff = EMULATED._roi_perceptual_loss_forward(feats, refs, *forward)
     cuda = [[t.cuda() for t in feats], [t.cuda() for t in refs], rois.cuda(), *forward[1:]]
     cuda_loss, cuda_diff = torch.ops.lidplug._roi_perceptual_loss_forward(*cuda)
     torch.testing.assert_close(cuda_diff.cpu(), diff, rtol=1e-5, atol=1e-6)
@@ -201,44 +198,27 @@ def test_device_matches_emulation(num_levels, sampling_ratio, aligned, determini
                 aligned, "mean", deterministic, True, torch.float32]
     have = torch.ops.lidplug.roi_perceptual_loss_backward(
         *[a.cuda() if isinstance(a, torch.Tensor) else a for a in backward])
-    want = _ops(EMULATED).roi_perceptual_loss_backward(*backward)
+    want = EMULATED.roi_perceptual_loss_backward(*backward)
     _assert_grads_close([h.cpu() for h in have], want)
 
 
 # Review findings of issue 15, each checked here on the emulated CUDA code (and, marked `cuda`,
 # on a device where one is lent).
 
-def _backwards_box_case():
+@MODES
+@pytest.mark.parametrize("backend", ["emulated", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_finding_1_backwards_box_keeps_its_gradient(backend, deterministic):
+    from torchvision.ops import roi_align
+
     # The review's worked example: x1=40 > x2=10, scale 0.25, 7 bins, sampling_ratio 2, W=16.
     g = torch.Generator().manual_seed(15)
     feat = torch.randn(1, 2, 16, 16, generator=g).requires_grad_()
     rois = torch.tensor([[0.0, 40.0, 8.0, 10.0, 56.0]])
-    return feat, rois
-
-
-@MODES
-def test_finding_1_backwards_box_keeps_its_gradient_emulated(deterministic):
-    from torchvision.ops import roi_align
-
-    feat, rois = _backwards_box_case()
     expected = roi_align(feat, rois, 7, 0.25, 2, True)
     grad = torch.randn_like(expected)
     (want,) = torch.autograd.grad(expected, feat, grad)
     assert int((want != 0).any(1).sum()) > 0
-    (have,) = _ops(EMULATED).roi_pool_backward(grad, rois, [0.25], 1, 2, [16], [16], 2, True,
-                                               deterministic, torch.float32)
-    _assert_grads_close([have], [want])
-
-
-@pytest.mark.cuda
-@MODES
-def test_finding_1_backwards_box_keeps_its_gradient_cuda(deterministic):
-    from torchvision.ops import roi_align
-
-    feat, rois = _backwards_box_case()
-    expected = roi_align(feat, rois, 7, 0.25, 2, True)
-    grad = torch.randn_like(expected)
-    (want,) = torch.autograd.grad(expected, feat, grad)
-    (have,) = torch.ops.lidplug.roi_pool_backward(grad.cuda(), rois.cuda(), [0.25], 1, 2, [16],
-                                                  [16], 2, True, deterministic, torch.float32)
+    ops, device = (EMULATED, "cpu") if backend == "emulated" else (torch.ops.lidplug, "cuda")
+    (have,) = ops.roi_pool_backward(grad.to(device), rois.to(device), [0.25], 1, 2, [16], [16],
+                                    2, True, deterministic, torch.float32)
     _assert_grads_close([have.cpu()], [want])
