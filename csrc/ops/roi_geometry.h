@@ -71,12 +71,13 @@ struct RoiGeometry {
 // floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [k_min, k_max], minus k_min. The math is
 // in the boxes' dtype, in torchvision's order, so boxes on a level boundary land alike. A box of
 // negative area (one side inverted) gets no level (-1): torchvision's NaN level matches none
-// of the levels, so such a box pools zeros there too.
+// of the levels, so such a box pools zeros there too. So does a NaN area (a side that
+// overflows to inf times a side of zero), which would otherwise reach the int conversion.
 template <typename T>
 LIDPLUG_HD int box_level(T x1, T y1, T x2, T y2, const LevelInfo& info) {
   if (info.num_levels == 1) return 0;
   const T area = (x2 - x1) * (y2 - y1);
-  if (area < T(0)) return -1;
+  if (!(area >= T(0))) return -1;  // negative or NaN
   T lvl = floor_of(T(4) + log2_of(sqrt_of(area) / T(224)) + T(1e-6));
   // -inf (an empty box) clamps to k_min, as torch.clamp does.
   lvl = lvl < T(info.k_min) ? T(info.k_min) : (lvl > T(info.k_max) ? T(info.k_max) : lvl);
@@ -127,7 +128,10 @@ LIDPLUG_HD RoiGeometry<T> roi_geometry(const T* roi, int pooled_h, int pooled_w,
 }
 
 // One axis of a bilinear tap: the two neighbouring indices and their weights.
-// Out-of-map samples (beyond one pixel outside) give `inside == false` and weigh nothing.
+// Out-of-map samples (beyond one pixel outside) give `inside == false` and weigh nothing. So do
+// NaN samples (a box whose size overflows to inf samples 0 * inf in its first bin): the test is
+// written so that NaN fails it, since a NaN reaching the int conversion below is undefined
+// behaviour and an out-of-bounds read.
 template <typename T>
 struct Tap {
   bool inside;
@@ -138,7 +142,7 @@ struct Tap {
 template <typename T>
 LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
   Tap<T> t;
-  t.inside = !(v < T(-1) || v > static_cast<T>(size));
+  t.inside = v >= T(-1) && v <= static_cast<T>(size);
   if (!t.inside) {
     t.low = t.high = 0;
     t.w_low = t.w_high = T(0);
@@ -157,6 +161,52 @@ LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
   t.w_high = l;
   return t;
 }
+
+// The four pixels one sample reads (offsets into its plane, rows of W) and their bilinear
+// weights. This is the one place the four-tap arithmetic is written: the CPU kernels and the
+// CUDA kernel bodies (roi_pool_bodies.h) all interpolate and scatter through it.
+template <typename T>
+struct Corners {
+  int64_t offset[4];
+  T weight[4];
+};
+
+template <typename T>
+LIDPLUG_HD Corners<T> corners(const Tap<T>& ty, const Tap<T>& tx, int W) {
+  const int64_t lo = static_cast<int64_t>(ty.low) * W, hi = static_cast<int64_t>(ty.high) * W;
+  return {{lo + tx.low, lo + tx.high, hi + tx.low, hi + tx.high},
+          {ty.w_low * tx.w_low, ty.w_low * tx.w_high, ty.w_high * tx.w_low,
+           ty.w_high * tx.w_high}};
+}
+
+// The value at one sample: sum over the corners of weight * f, or weight * (f - r) when a
+// reference plane r is given (the fused loss pools the difference of two pyramids), in acc_t.
+template <typename acc_t, typename scalar_t>
+LIDPLUG_HD acc_t interpolate(const Corners<acc_t>& c, const scalar_t* f,
+                             const scalar_t* r = nullptr) {
+  acc_t v[4];
+  for (int j = 0; j < 4; ++j) {
+    v[j] = static_cast<acc_t>(f[c.offset[j]]);
+    if (r != nullptr) v[j] -= static_cast<acc_t>(r[c.offset[j]]);
+  }
+  return c.weight[0] * v[0] + c.weight[1] * v[1] + c.weight[2] * v[2] + c.weight[3] * v[3];
+}
+
+// The transpose of interpolate: adds value * weight to each corner of `plane` through `add`
+// (a device atomic on CUDA, PlainAdd on the host).
+template <typename acc_t, typename Add>
+LIDPLUG_HD void scatter(const Corners<acc_t>& c, acc_t value, acc_t* plane, const Add& add) {
+  for (int j = 0; j < 4; ++j) add(plane + c.offset[j], value * c.weight[j]);
+}
+
+// The host's add for scatter: the CPU kernels give each thread its own planes, and the emulated
+// CUDA launch runs its threads one after another, so neither needs an atomic.
+struct PlainAdd {
+  template <typename T>
+  LIDPLUG_HD void operator()(T* p, T v) const {
+    *p += v;
+  }
+};
 
 // Sample coordinate `i` (0 <= i < pooled * grid) along one axis of a box.
 template <typename T>

@@ -71,7 +71,10 @@ void check_roi_values(const at::Tensor& rois, int64_t batch) {
 
 LevelInfo make_level_info(int64_t batch, int64_t channels, at::IntArrayRef heights,
                           at::IntArrayRef widths, at::ArrayRef<double> scales) {
-  // LevelInfo holds fixed-size arrays: refuse more levels before writing them.
+  // LevelInfo holds fixed-size arrays, and the level mapping reads the first and last scale:
+  // refuse no levels and too many before touching them. The forward ops have checked their
+  // pyramids by now; the backward ops get sizes only, from any caller.
+  TORCH_CHECK_VALUE(!heights.empty(), "expected at least one feature level, got none");
   TORCH_CHECK_VALUE(static_cast<int64_t>(heights.size()) <= kMaxLevels, "expected at most ",
                     kMaxLevels, " feature levels, got ", heights.size());
   TORCH_CHECK_VALUE(scales.size() == heights.size(),
@@ -274,7 +277,7 @@ at::Tensor roi_perceptual_loss(at::TensorList features, at::TensorList ref_featu
 
 }  // namespace
 
-TORCH_LIBRARY(lidplug, m) {
+void define_backend_ops(torch::Library& m) {
   m.def(
       "roi_pool(Tensor[] features, Tensor rois, float[] spatial_scales, int pooled_height, "
       "int pooled_width, int sampling_ratio=2, bool aligned=False) -> Tensor");
@@ -282,10 +285,6 @@ TORCH_LIBRARY(lidplug, m) {
       "roi_pool_backward(Tensor grad, Tensor rois, float[] spatial_scales, SymInt batch_size, "
       "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, "
       "bool deterministic, ScalarType dtype) -> Tensor[]");
-  m.def(
-      "roi_perceptual_loss(Tensor[] features, Tensor[] ref_features, Tensor rois, "
-      "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
-      "bool aligned=False, str reduction=\"mean\") -> Tensor");
   m.def(
       "_roi_perceptual_loss_forward(Tensor[] features, Tensor[] ref_features, Tensor rois, "
       "float[] spatial_scales, int pooled_height, int pooled_width, int sampling_ratio, "
@@ -295,6 +294,14 @@ TORCH_LIBRARY(lidplug, m) {
       "float[] spatial_scales, SymInt batch_size, SymInt channels, SymInt[] heights, "
       "SymInt[] widths, int sampling_ratio, bool aligned, str reduction, bool deterministic, "
       "bool ref_grad, ScalarType dtype) -> Tensor[]");
+}
+
+TORCH_LIBRARY(lidplug, m) {
+  define_backend_ops(m);
+  m.def(
+      "roi_perceptual_loss(Tensor[] features, Tensor[] ref_features, Tensor rois, "
+      "float[] spatial_scales, int pooled_height=7, int pooled_width=7, int sampling_ratio=2, "
+      "bool aligned=False, str reduction=\"mean\") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lidplug, CompositeImplicitAutograd, m) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <string>
 #include <tuple>
@@ -55,6 +56,11 @@ std::vector<at::Tensor> roi_perceptual_loss_backward(
     at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio, bool aligned,
     c10::string_view reduction, bool deterministic, bool ref_grad, at::ScalarType dtype);
 
+// Defines the schemas of the four ops a backend implements (roi_pool, roi_pool_backward,
+// _roi_perceptual_loss_forward, roi_perceptual_loss_backward) in a library: `lidplug` itself, and
+// `lidplug_cuda_emulated`, the test-only namespace of the CUDA code's emulation on the CPU.
+void define_backend_ops(torch::Library& m);
+
 // Float32 for float16/bfloat16/float32 features, float64 for float64: "reductions accumulate in
 // float32 whatever the feature dtype", while float64 stays exact enough for gradcheck.
 inline at::ScalarType acc_dtype(at::ScalarType t) {
@@ -64,8 +70,8 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
 }  // namespace ops
 }  // namespace lidplug
 
-// Registers the four op bodies for one dispatch key with the backend's primitives.
-#define LIDPLUG_REGISTER_BACKEND(KEY, BACKEND)                                                    \
+// Registers the four op bodies of library NS for one dispatch key with the backend's primitives.
+#define LIDPLUG_REGISTER_BACKEND(NS, KEY, BACKEND)                                                    \
   namespace {                                                                                    \
   at::Tensor roi_pool_##KEY(at::TensorList f, const at::Tensor& r, at::ArrayRef<double> s,       \
                             int64_t ph, int64_t pw, int64_t sr, bool al) {                       \
@@ -90,7 +96,7 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
                                                         al, red, det, refg, dt);                 \
   }                                                                                              \
   }                                                                                              \
-  TORCH_LIBRARY_IMPL(lidplug, KEY, m) {                                                          \
+  TORCH_LIBRARY_IMPL(NS, KEY, m) {                                                          \
     m.impl("roi_pool", &roi_pool_##KEY);                                                         \
     m.impl("roi_pool_backward", &roi_pool_backward_##KEY);                                       \
     m.impl("_roi_perceptual_loss_forward", &roi_perceptual_loss_forward_##KEY);                  \

@@ -1,9 +1,11 @@
 """Finds, or builds, the compiled ops library and registers it with the dispatcher.
 
 Order of preference:
-1. ``lidplug._C``, compiled by ``pip install`` (setup.py);
+1. ``lidplug._C``, compiled by ``pip install`` (setup.py), loaded by ``import lidplug``
+   (:func:`load_prebuilt`) so that ``torch.ops.lidplug.*`` exist from then on;
 2. a just-in-time build of ``csrc/`` with ``torch.utils.cpp_extension.load`` (ninja), cached in
    ``$LIDPLUG_EXTENSION_DIR`` (default: torch's extension cache), for installs that skipped it;
+   it takes minutes, so it waits for the first use of the ops;
 3. nothing: the ops fall back to the pure-PyTorch reference, after one warning that says why
    and how to fix it.
 
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cuda_include_dirs", "extension_available", "extension_error", "library_path", "prefer_cuda_toolkit_home"]
+__all__ = ["cuda_include_dirs", "extension_available", "extension_error", "library_path",
+           "load_prebuilt", "prefer_cuda_toolkit_home"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _state: dict[str, str | None] = {"error": None, "path": None}
@@ -102,8 +105,37 @@ def _jit_build() -> str:
     return "jit:" + ",".join(Path(s).name for s in sources)
 
 
+def _activate(path: str) -> None:
+    # The library registered the schemas and kernels; Python adds fake kernels and autograd.
+    from lidplug.ops._register import register
+
+    register()
+    _state["path"] = path
+
+
+def load_prebuilt() -> None:
+    """Loads ``lidplug._C`` and registers the ops' Python parts, when that library is installed.
+
+    Run by ``import lidplug``, so that TorchScript, ``torch.compile``, ``torch.export`` and models
+    that call ``torch.ops.lidplug.*`` find the ops right after the import, as torchvision's do.
+    Never raises and never builds: a missing or broken library is reported, and the first-use
+    build tried, when the ops are first used (:func:`extension_available`).
+    """
+    if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1" or \
+            os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
+        return
+    try:
+        path = _load_prebuilt()
+    except Exception:  # reported with its reason by the first use, which tries again
+        return
+    if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss"):
+        _activate(path)
+
+
 @functools.cache
 def _load() -> bool:
+    if _state["path"] is not None:  # loaded at import
+        return True
     errors = []
     loaders = (_load_prebuilt, _jit_build)
     if os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
@@ -118,10 +150,7 @@ def _load() -> bool:
             errors.append(f"{loader.__name__.strip('_')}: {type(exc).__name__}: {exc}")
             continue
         if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss"):
-            from lidplug.ops._register import register
-
-            register()
-            _state["path"] = path
+            _activate(path)
             return True
     _state["error"] = "; ".join(errors) or "no compiled library found"
     warnings.warn(

@@ -5,8 +5,9 @@ levels, finest first; ``boxes`` Tensor[K, 5] of (batch_index, x1, y1, x2, y2) or
 Tensor[L_i, 4], one per image, in input-image pixels (the ROI convention of DESIGN.md).
 Canonical form: a list of levels, a Tensor[K, 5], a list of floats, an (int, int) pair.
 
-The value checks that the compiled ops make in C++ are mirrored by ``check_canonical`` for the
-pure-PyTorch fallback, so both paths refuse the same inputs with the same words.
+The checks that the compiled ops make in C++ are mirrored by ``check_canonical`` for the
+pure-PyTorch fallback, so both paths refuse the same inputs with the same words; the part that
+needs no tensor values, ``check_structure``, also guards the fake (meta) kernels.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["as_levels", "as_output_size", "as_rois", "as_scales", "check_canonical"]
+__all__ = ["as_levels", "as_output_size", "as_rois", "as_scales", "check_canonical",
+           "check_structure"]
 
 
 def as_levels(features, name: str = "features") -> list[Tensor]:
@@ -27,6 +29,8 @@ def as_levels(features, name: str = "features") -> list[Tensor]:
     if isinstance(features, Mapping):
         features = list(features.values())
     if isinstance(features, Sequence) and all(isinstance(t, Tensor) for t in features):
+        if not features:
+            raise ValueError(f"{name}: expected at least one feature level, got none")
         return list(features)
     raise TypeError(
         f"{name}: expected a Tensor[B, C, H, W], or a sequence or OrderedDict of them, "
@@ -45,6 +49,11 @@ def as_rois(boxes, like: Tensor) -> Tensor:
                 raise ValueError(
                     f"boxes[{i}]: expected a Tensor[L, 4] of (x1, y1, x2, y2), got shape "
                     f"{tuple(b.shape)}"
+                )
+            if b.device != like.device:
+                # torch.cat would raise a RuntimeError, or with meta boxes return meta rois.
+                raise ValueError(
+                    f"boxes[{i}]: expected device {like.device} like the features, got {b.device}"
                 )
             index = torch.full_like(b[:, :1], i)
             rows.append(torch.cat([index, b], dim=1))
@@ -78,6 +87,10 @@ def as_scales(spatial_scales, levels: list[Tensor], image_size=None) -> list[flo
                 "spatial_scales: expected one scale per level (feature size / image size), or "
                 "image_size=(H, W) to infer them from, got neither"
             )
+        if (not isinstance(image_size, Sequence) or len(image_size) != 2
+                or not all(isinstance(v, (int, float)) and v > 0 for v in image_size)):
+            shown = tuple(image_size) if isinstance(image_size, Sequence) else image_size
+            raise ValueError(f"image_size: expected two positive sizes (H, W), got {shown!r}")
         scales = []
         for level in levels:
             approx = level.shape[-2] / image_size[0]
@@ -89,10 +102,17 @@ def as_scales(spatial_scales, levels: list[Tensor], image_size=None) -> list[flo
     return [float(s) for s in spatial_scales]
 
 
-def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois: Tensor,
+def check_structure(levels: list[Tensor], ref_levels: list[Tensor] | None, rois: Tensor,
                     spatial_scales: list[float]) -> None:
-    """The checks of the C++ ops, for the pure-PyTorch path. Raises ValueError."""
-    pyramids = [("features", levels)] + ([("ref_features", ref_levels)] if ref_levels else [])
+    """The checks of the C++ ops that read no tensor values: ranks, shapes, dtypes, devices,
+    scales. Raises ValueError.
+
+    The fake (meta) kernels run them too: when any input is a meta tensor the dispatcher runs
+    the fake kernel for the whole call, and without these checks a meta tensor beside real ones
+    would give an uninitialised result instead of an error.
+    """
+    pyramids = [("features", levels)] + ([("ref_features", ref_levels)]
+                                         if ref_levels is not None else [])
     for name, pyr in pyramids:
         if not pyr:
             raise ValueError(f"{name}: expected at least one feature level, got none")
@@ -161,6 +181,12 @@ def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois:
         raise ValueError(
             f"boxes: expected device {levels[0].device} like the features, got {rois.device}"
         )
+
+
+def check_canonical(levels: list[Tensor], ref_levels: list[Tensor] | None, rois: Tensor,
+                    spatial_scales: list[float]) -> None:
+    """The checks of the C++ ops, for the pure-PyTorch path. Raises ValueError."""
+    check_structure(levels, ref_levels, rois, spatial_scales)
     batch = levels[0].shape[0]
     finite = torch.isfinite(rois).all(1)
     b = rois[:, 0]

@@ -25,7 +25,7 @@ def box_levels(rois: Tensor, spatial_scales: list[float]) -> Tensor:
         spatial_scales: one scale per level, finest first.
 
     Returns:
-        Tensor[K] int64 level indices; -1 for a box of negative area (pooled as zeros).
+        Tensor[K] int64 level indices; -1 for a box of negative or NaN area (pooled as zeros).
     """
     if len(spatial_scales) == 1:
         return torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
@@ -37,14 +37,17 @@ def box_levels(rois: Tensor, spatial_scales: list[float]) -> Tensor:
     lvl = torch.floor(4 + torch.log2(torch.sqrt(area) / 224) + torch.tensor(1e-6, dtype=area.dtype))
     level = torch.clamp(lvl, min=k_min, max=k_max).nan_to_num(k_min).to(torch.int64) - k_min
     # Negative area: torchvision's NaN level matches no level, so the box pools zeros (-1 here).
-    return torch.where(area < 0, torch.full_like(level, -1), level)
+    # A NaN area (inf x 0, from a side that overflows) gives torchvision a NaN level too.
+    return torch.where(area >= 0, level, torch.full_like(level, -1))
 
 
 def _axis_taps(v: Tensor, size: int):
     # Vectorised torchvision bilinear rule along one axis: samples more than one pixel outside
-    # weigh nothing; samples in (-1, 0] clamp to 0; the last pixel is its own neighbour.
+    # weigh nothing; samples in (-1, 0] clamp to 0; the last pixel is its own neighbour. NaN
+    # samples are outside too; outside samples read pixel 0 (with weight 0), so that neither a
+    # NaN nor an inf reaches the integer conversion.
     inside = (v >= -1) & (v <= size)
-    v = v.clamp(min=0)
+    v = torch.where(inside, v, torch.zeros_like(v)).clamp(min=0)
     low = v.floor().to(torch.int64)
     edge = low >= size - 1
     low = torch.where(edge, torch.full_like(low, size - 1), low)

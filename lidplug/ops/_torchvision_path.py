@@ -18,6 +18,27 @@ from torchvision.ops.poolers import initLevelMapper
 __all__ = ["torchvision_roi_perceptual_loss", "torchvision_roi_pool"]
 
 
+def _roi_align(feat: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float,
+               sampling_ratio: int, aligned: bool) -> Tensor:
+    """``roi_align`` of Tensor[K, 5] boxes, except boxes that get no samples, which pool zeros.
+
+    With ``aligned=True`` and an adaptive grid, a box drawn backwards by more than one bin gets
+    a negative sample count (``ceil`` of a negative size). torchvision's CUDA kernel then runs no
+    sample and returns zeros; its CPU kernel sizes a table by the negative count and raises
+    (``cannot create std::vector larger than max_size()``). The zeros are the defined answer,
+    and the lidplug ops give them on both devices.
+    """
+    if not aligned or sampling_ratio > 0 or rois.shape[0] == 0:
+        return roi_align(feat, rois, output_size, scale, sampling_ratio, aligned)
+    sizes = (rois[:, 3:5] * scale - 0.5) - (rois[:, 1:3] * scale - 0.5)  # roi_align's order
+    grids = torch.ceil(sizes / torch.tensor(output_size[::-1], dtype=sizes.dtype))
+    some = (grids > 0).all(1)
+    out = feat.new_zeros((rois.shape[0], feat.shape[1], *output_size))
+    idx = torch.where(some)[0]
+    return out.index_put((idx,), roi_align(feat, rois[idx], output_size, scale, sampling_ratio,
+                                           aligned))
+
+
 def torchvision_roi_pool(levels: list[Tensor], boxes: list[Tensor],
                          output_size: tuple[int, int], spatial_scales: list[float],
                          sampling_ratio: int = 2, aligned: bool = False) -> Tensor:
@@ -26,9 +47,10 @@ def torchvision_roi_pool(levels: list[Tensor], boxes: list[Tensor],
     Returns:
         Tensor[K, C, PH, PW], boxes in image order (as ``torch.cat(boxes)``).
     """
+    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
     if len(levels) == 1:
-        return roi_align(levels[0], boxes, output_size, spatial_scales[0], sampling_ratio,
-                         aligned)
+        return _roi_align(levels[0], rois, output_size, spatial_scales[0], sampling_ratio,
+                          aligned)
     if not aligned:
         names = [str(i) for i in range(len(levels))]
         pooler = MultiScaleRoIAlign(names, output_size, sampling_ratio)
@@ -41,12 +63,11 @@ def torchvision_roi_pool(levels: list[Tensor], boxes: list[Tensor],
     k_max = -torch.log2(torch.tensor(spatial_scales[-1])).item()
     mapper = initLevelMapper(int(k_min), int(k_max))
     which = mapper(boxes)
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
     out = levels[0].new_zeros((rois.shape[0], levels[0].shape[1], *output_size))
     for lvl, (feat, scale) in enumerate(zip(levels, spatial_scales, strict=True)):
         idx = torch.where(which == lvl)[0]
-        out = out.index_put((idx,), roi_align(feat, rois[idx], output_size, scale,
-                                              sampling_ratio, aligned))
+        out = out.index_put((idx,), _roi_align(feat, rois[idx], output_size, scale,
+                                               sampling_ratio, aligned))
     return out
 
 

@@ -24,7 +24,7 @@ def random_boxes(batch, per_image, image, *, dtype=torch.float32, device="cpu", 
                  min_size=2.0, max_size=None):
     """A list of Tensor[L, 4] per image: sizes from ``min_size`` to ``max_size`` (default: the
     image, log-uniform so every FPN level is hit), some partly outside the image, every 8th one
-    inverted along x."""
+    inverted along x and every 8th from the 5th inverted along both axes."""
     max_size = max_size or float(image)
     out = []
     for _ in range(batch):
@@ -35,6 +35,9 @@ def random_boxes(batch, per_image, image, *, dtype=torch.float32, device="cpu", 
         # Every 8th box has x1 > x2 (negative area): torchvision pools it as zeros on an FPN,
         # as a 1-px box (aligned=False) or as zeros (aligned=True) on one level.
         boxes[::8, [0, 2]] = boxes[::8, [2, 0]]
+        # Inverted along both axes the area is positive: an FPN pools it from a level, and with
+        # aligned=True and a fixed sampling_ratio its samples run backwards on both axes.
+        boxes[4::8] = boxes[4::8][:, [2, 3, 0, 1]]
         out.append(boxes.to(dtype=dtype, device=device))
     return out
 

@@ -181,18 +181,24 @@ def test_fallback_warns_once_and_still_computes():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+@pytest.mark.parametrize("num_levels", [1, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu(dtype, deterministic):
-    feats, refs, boxes, scales = _case(9, channels=8, image=256, per_image=32)
+def test_cuda_matches_cpu(dtype, num_levels, sampling_ratio, aligned, deterministic):
+    feats, refs, boxes, scales = _case(9, channels=8, image=256, num_levels=num_levels,
+                                       per_image=32)
     cpu_feats = [t.requires_grad_() for t in feats]
-    expected = torchvision_roi_perceptual_loss(cpu_feats, refs, boxes, (7, 7), scales)
+    expected = torchvision_roi_perceptual_loss(cpu_feats, refs, boxes, (7, 7), scales,
+                                               sampling_ratio, aligned)
     expected.backward()
     cuda_feats = [t.detach().to("cuda", dtype).requires_grad_() for t in feats]
     cuda_refs = [t.to("cuda", dtype) for t in refs]
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic)
     try:
-        got = ops.roi_perceptual_loss(cuda_feats, cuda_refs, [b.cuda() for b in boxes], 7, scales)
+        got = ops.roi_perceptual_loss(cuda_feats, cuda_refs, [b.cuda() for b in boxes], 7, scales,
+                                      sampling_ratio, aligned)
         got.backward()
     finally:
         torch.use_deterministic_algorithms(previous)

@@ -59,16 +59,6 @@ constexpr int kBlock = 8;
 // the 16 general registers of x86-64 (a full block spills and runs slower).
 constexpr int kHalf = kBlock / 2;
 
-template <typename scalar_t, typename acc_t>
-inline acc_t bilinear(const scalar_t* plane, int W, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
-  const scalar_t* lo = plane + static_cast<int64_t>(ty.low) * W;
-  const scalar_t* hi = plane + static_cast<int64_t>(ty.high) * W;
-  return ty.w_low * (tx.w_low * static_cast<acc_t>(lo[tx.low]) +
-                     tx.w_high * static_cast<acc_t>(lo[tx.high])) +
-         ty.w_high * (tx.w_low * static_cast<acc_t>(hi[tx.low]) +
-                      tx.w_high * static_cast<acc_t>(hi[tx.high]));
-}
-
 // Pools N consecutive channel planes of one box (N a compile-time constant, so the N sums live
 // in registers) into `o`, or with Subtract from `o`: the fused loss pools the reference pyramid
 // into the same block right after the denoised one, so both are read while the block is hot but
@@ -82,7 +72,9 @@ inline void pool_block(const scalar_t* f, int64_t hw, int W, const RoiGeometry<a
     for (int pw = 0; pw < pooled_w; ++pw) {
       acc_t sum[N] = {};
       for_each_sample(g, table, ph, pw, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
-        for (int j = 0; j < N; ++j) sum[j] += bilinear(f + j * hw, W, ty, tx);
+        // The corner weights once per sample, reused by the block's N channels.
+        const auto c = corners(ty, tx, W);
+        for (int j = 0; j < N; ++j) sum[j] += interpolate(c, f + j * hw);
       });
       for (int j = 0; j < N; ++j) {
         acc_t& dst = o[j * osz + ph * pooled_w + pw];
@@ -160,17 +152,8 @@ inline void scatter_block(const acc_t* grad, acc_t count, int64_t hw, int W,
       acc_t gv[N];
       for (int j = 0; j < N; ++j) gv[j] = grad[j * osz + ph * pooled_w + pw] / count;
       for_each_sample(g, table, ph, pw, [&](const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
-        const acc_t w1 = ty.w_low * tx.w_low, w2 = ty.w_low * tx.w_high;
-        const acc_t w3 = ty.w_high * tx.w_low, w4 = ty.w_high * tx.w_high;
-        const int64_t i1 = int64_t(ty.low) * W + tx.low, i2 = int64_t(ty.low) * W + tx.high;
-        const int64_t i3 = int64_t(ty.high) * W + tx.low, i4 = int64_t(ty.high) * W + tx.high;
-        for (int j = 0; j < N; ++j) {
-          acc_t* d = dst + j * hw;
-          d[i1] += gv[j] * w1;
-          d[i2] += gv[j] * w2;
-          d[i3] += gv[j] * w3;
-          d[i4] += gv[j] * w4;
-        }
+        const auto c = corners(ty, tx, W);
+        for (int j = 0; j < N; ++j) scatter(c, gv[j], dst + j * hw, PlainAdd{});
       });
     }
   }
@@ -268,4 +251,4 @@ const Backend kCpuBackend{&pool_cpu, &pool_backward_cpu};
 }  // namespace ops
 }  // namespace lidplug
 
-LIDPLUG_REGISTER_BACKEND(CPU, ::lidplug::ops::kCpuBackend)
+LIDPLUG_REGISTER_BACKEND(lidplug, CPU, ::lidplug::ops::kCpuBackend)

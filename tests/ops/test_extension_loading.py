@@ -1,0 +1,55 @@
+"""When the compiled ops get registered: at ``import lidplug``, as torchvision registers its ops."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lidplug.ops import extension_available, extension_error, library_path
+
+_AT_IMPORT = """
+import sys
+import lidplug
+import torch
+assert hasattr(torch.ops.lidplug, "roi_pool"), "torch.ops.lidplug.roi_pool missing after import"
+f = torch.randn(1, 2, 16, 16, requires_grad=True)
+rois = torch.tensor([[0.0, 1.0, 1.0, 9.0, 9.0]])
+out = torch.ops.lidplug.roi_pool([f], rois, [0.5], 3, 3, 2, False)
+out.sum().backward()  # the autograd formula is registered with the library
+assert f.grad.abs().sum() > 0
+meta = torch.ops.lidplug.roi_pool([f.to("meta")], rois.to("meta"), [0.5], 3, 3, 2, False)
+assert meta.shape == (1, 2, 3, 3)  # so are the fake kernels
+# Still light: the library and its registration, not the package's other modules.
+light = {"lidplug", "lidplug.version", "lidplug.ops", "lidplug.ops._extension",
+         "lidplug.ops._register", "lidplug.ops._inputs"}
+heavy = sorted(m for m in sys.modules
+               if m.startswith("torchvision") or (m.startswith("lidplug") and m not in light))
+assert not heavy, heavy
+print("registered-at-import")
+"""
+
+_DISABLED = """
+import lidplug
+import torch
+assert not hasattr(torch.ops.lidplug, "roi_pool"), "loaded despite LIDPLUG_DISABLE_EXTENSION=1"
+print("not-loaded")
+"""
+
+
+def _run(code, **env):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, **env))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_ops_are_registered_right_after_import():
+    assert extension_available(), extension_error()
+    if library_path().startswith("jit:"):
+        pytest.skip("no prebuilt library (the ops were built on first use, which import defers)")
+    assert "registered-at-import" in _run(_AT_IMPORT)
+
+
+def test_import_respects_disable_extension():
+    assert "not-loaded" in _run(_DISABLED, LIDPLUG_DISABLE_EXTENSION="1")
