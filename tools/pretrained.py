@@ -87,7 +87,7 @@ def regenerate(name: str, out: Path, threads: int | None) -> dict:
     return {"role": role, "class_path": model_spec.class_path,
             "init_args": model_spec.model["init_args"], "file": path.name, "sha256": sha256_of(path),
             "run": f"{name}.toml", "description": description,
-            "trained": {"seconds": round(seconds), "threads": torch.get_num_threads(),
+            "trained": {"seconds": round(seconds), "threads": spec.threads or torch.get_num_threads(),
                         "torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(),
                         **_score(role, spec, folder, shipped)}}
