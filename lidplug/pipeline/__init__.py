@@ -22,6 +22,7 @@ from lidplug.pipeline.data import HeldOut, held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.outputs import format_summary, verdicts
 from lidplug.pipeline.run import comparator, evaluate, retrain_pretrained, run, train
+from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import (
     ArmSpec,
     DataSpec,
@@ -29,8 +30,6 @@ from lidplug.pipeline.spec import (
     ModelSpec,
     RunSpec,
     SimulationSpec,
-    dump_run,
-    load_run,
 )
 from lidplug.pipeline.train import ArmResult, checkpoint_of
 

@@ -33,7 +33,8 @@ from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
-from lidplug.pipeline.spec import ModelSpec, RunSpec, dump_run, load_run
+from lidplug.pipeline.runfile import dump_run, load_run
+from lidplug.pipeline.spec import ModelSpec, RunSpec
 from lidplug.pipeline.train import ArmResult, checkpoint_of, starting_models, train_arm
 from lidplug.training import CHECKPOINT_NAME, load_checkpoint
 from lidplug.training.distributed import resolve_device

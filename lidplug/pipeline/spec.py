@@ -36,28 +36,25 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
     name = "lidnet"
     wrap = { roi_weight = 4e-5 }      # overrides of [wrap] / [train] for this arm
 
-Why jsonargparse: it reads TOML into typed dataclasses (nested tables, lists of tables), applies
-``--train.rounds 4``-style overrides on top, checks a model's ``class_path`` / ``init_args``
-against the class's own signature, and refuses unknown keys and wrong types with the key's path
-in the message; the ``__post_init__`` checks of each dataclass add the ranges. Everything here is data: building datasets and models is :mod:`lidplug.pipeline.build`.
+Everything here is data, checked as it is made: :mod:`lidplug.pipeline.runfile` reads it from
+files (jsonargparse), :mod:`lidplug.pipeline.build` and :mod:`lidplug.pipeline.data` build models
+and datasets from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from lidplug.data import SOFT_TISSUE_HU, LesionSpec
 from lidplug.training import TrainConfig
 from lidplug.wrapper import WrapConfig
 
-__all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec", "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec",
-           "SimulationSpec", "dump_run", "load_run", "run_parser"]
+__all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec",
+           "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec", "SimulationSpec"]
 
 DATA_KINDS = ("phantom", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
@@ -424,92 +421,3 @@ def _replace(config, changes: dict[str, Any], where: str):
         return dataclasses.replace(config, **changes)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from None
-
-
-def run_parser():
-    """The jsonargparse parser of :class:`RunSpec` (``--config FILE`` plus ``--a.b VALUE``)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(parser_mode="toml", exit_on_error=False, prog="lidplug")
-    parser.add_argument("--config", action=ActionConfigFile, help="a run file (TOML)")
-    parser.add_class_arguments(RunSpec, nested_key=None, as_group=False)
-    return parser
-
-
-def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None = None
-             ) -> tuple[RunSpec, Path | None]:
-    """Read a run file and apply ``--key value`` overrides.
-
-    Args:
-        path: a TOML run file; None starts from the defaults.
-        overrides: command-line style overrides, e.g. ``["--train.rounds", "4"]``.
-
-    Returns:
-        ``(spec, folder)``: the run, and the folder relative paths in it resolve against (the
-        run file's, or None).
-
-    Raises:
-        FileNotFoundError: no run file there.
-        ValueError: a syntax error, an unknown key or a wrong type (the message names the key),
-            or a value out of range.
-    """
-    args: list[str] = []
-    folder = None
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: expected a run file (.toml), got nothing there")
-        if path.suffix.lower() != ".toml":
-            raise ValueError(f"{path}: expected a .toml run file, got {path.suffix!r}")
-        _check_toml(path)
-        args += ["--config", str(path)]
-        folder = path.resolve().parent
-    args += list(overrides or [])
-    parser = run_parser()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # jsonargparse's own deprecation notices
-        try:
-            cfg = parser.instantiate(parser.parse_args(args))
-            names = {f.name for f in dataclasses.fields(RunSpec)}
-            spec = RunSpec(**{k: v for k, v in vars(cfg).items() if k in names})
-        except Exception as err:  # anything parsing user input raises is the input's fault
-            # jsonargparse raises its ArgumentError for bad keys and types, the dataclasses
-            # ValueError/TypeError for bad values, and on some malformed overrides its own
-            # internals fail (e.g. AttributeError): all of them describe the run file's fault.
-            raise ValueError(_one_line(err, path)) from None
-    return spec, folder
-
-
-def _check_toml(path: Path) -> None:
-    # A syntax error reads better from the TOML parser itself than through jsonargparse.
-    try:
-        from tomllib import TOMLDecodeError, loads
-    except ImportError:  # Python 3.10: jsonargparse reads TOML with the toml package there
-        from toml import TomlDecodeError as TOMLDecodeError
-        from toml import loads
-    try:
-        loads(path.read_text(encoding="utf-8"))
-    except TOMLDecodeError as err:
-        raise ValueError(f"{path}: expected TOML, got a syntax error: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: expected a UTF-8 text file, got {err.reason}") from None
-
-
-def _one_line(err: Exception, path: Path | None) -> str:
-    text = " ".join(str(err).split())
-    return f"{path}: {text}" if path is not None else text
-
-
-def dump_run(spec: RunSpec) -> dict[str, Any]:
-    """The run as plain data (JSON-able): what ``run.json`` and checkpoints record."""
-
-    def plain(value):
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {str(k): plain(v) for k, v in value.items()}
-        return value
-
-    return plain(spec)
