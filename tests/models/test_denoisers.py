@@ -38,10 +38,25 @@ def test_shape_preserved(name, size):
 
 
 @pytest.mark.parametrize("name", list_denoisers())
+def test_an_untrained_model_is_the_identity(name):
+    # The residual head starts at zero (lidplug.models._common): the output is the input.
+    model = _build(name).eval()
+    x = torch.rand(2, 1, 29, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list_denoisers())
 def test_gradients_reach_every_parameter(name):
     model = _build(name).train()
+    # One step moves the zero-initialised head; from then on every layer learns.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.rand(2, 1, 29, 31, requires_grad=True)
-    model(x).square().mean().backward()
+    (model(x) - 0.5).square().mean().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    x.grad = None
+    (model(x) - 0.5).square().mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname

@@ -42,7 +42,9 @@ def test_training_mode_returns_every_term(name):
     low, clean, targets = batch()
     out = model(low, clean, targets)
     assert set(out) == {"loss", "output", "pixel", "detection", "roi_perceptual",
-                        "detector_losses"}
+                        "detector_losses", "weights"}
+    assert out["weights"] == {"detection": model.config.det_weight,
+                              "roi_perceptual": model.config.roi_weight}
     assert out["output"].shape == low.shape
     for term in ("pixel", "detection", "roi_perceptual"):
         assert out[term].dim() == 0 and out[term].dtype == torch.float32

@@ -123,7 +123,7 @@ def test_wrap_arguments():
         wrap(TinyDenoiser(), faster_rcnn(), det_wieght=1.0)
     with pytest.raises(ValueError, match="roi_source: expected one of"):
         wrap(TinyDenoiser(), faster_rcnn(), roi_source="all")
-    with pytest.raises(ValueError, match="det_weight: expected a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="det_weight: expected a finite number >= 0, got -1"):
         wrap(TinyDenoiser(), faster_rcnn(), det_weight=-1)
     with pytest.raises(ValueError, match="pixel_loss: expected one of"):
         wrap(TinyDenoiser(), faster_rcnn(), pixel_loss="ssim")
