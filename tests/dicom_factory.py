@@ -142,3 +142,20 @@ def ct_small_series(folder: Path, slices: int) -> Path:
         ds.InstanceNumber = k + 1
         ds.save_as(folder / f"{k}.dcm")
     return folder
+
+
+def fill_disk_on_file(monkeypatch, n: int) -> None:
+    """Make the ``n``-th DICOM file written fail as a full disk does: half a file, then ENOSPC."""
+    import errno
+    import os
+
+    save_as, calls = Dataset.save_as, []
+
+    def disk_fills(self, fh, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            fh.write(b"DICM part of a file")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save_as(self, fh, **kwargs)
+
+    monkeypatch.setattr(Dataset, "save_as", disk_fills)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import pickle
 import re
 import zipfile
@@ -18,8 +17,14 @@ import pydicom
 import pytest
 import torch
 from cli_checks import error_line
-from dicom_factory import CT_SMALL, corrupt_vr, ct_dataset, ct_small_series, save_dataset
-from pydicom.dataset import Dataset
+from dicom_factory import (
+    CT_SMALL,
+    corrupt_vr,
+    ct_dataset,
+    ct_small_series,
+    fill_disk_on_file,
+    save_dataset,
+)
 
 from lidplug.cli import main
 from lidplug.deploy import DeployedDenoiser, export, read_metadata
@@ -156,16 +161,7 @@ def test_a_model_that_is_no_export(models, series, tmp_path, capsys, what):
 
 
 def test_a_full_disk_while_writing(models, series, tmp_path, capsys, monkeypatch):
-    save_as, calls = Dataset.save_as, []
-
-    def disk_fills(self, fh, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            fh.write(b"DICM half a file")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return save_as(self, fh, **kwargs)
-
-    monkeypatch.setattr(Dataset, "save_as", disk_fills)
+    fill_disk_on_file(monkeypatch, 2)
     out = tmp_path / "out"
     assert _denoise(series, out, models / "redcnn.pt") == 2
     line = error_line(capsys)

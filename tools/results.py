@@ -53,8 +53,8 @@ ABLATIONS = {
 TUNING = {
     "baseline": (False, {}, {}),
     "fixed_default": (True, {"balance": False}, {}),
-    "balanced_0.25": (True, {"balance": True, "det_fraction": 0.25, "roi_fraction": 0.25}, {}),
-    "balanced_0.5": (True, {"balance": True, "det_fraction": 0.5, "roi_fraction": 0.5}, {}),
+    "balanced_025": (True, {"balance": True, "det_fraction": 0.25, "roi_fraction": 0.25}, {}),
+    "balanced_05": (True, {"balance": True, "det_fraction": 0.5, "roi_fraction": 0.5}, {}),
     "balanced_1": (True, {"balance": True, "det_fraction": 1.0, "roi_fraction": 1.0}, {}),
     "balanced_roi": (True, {"balance": True, "det_fraction": 0.1, "roi_fraction": 0.5}, {}),
 }
@@ -62,19 +62,16 @@ SELECTION = ("among the candidates whose RMSE inside the body is at most 2% abov
              "arm's (mean over the tuning seeds) and whose lesion contrast recovery is not "
              "below it, the highest mean observer-CPM difference; the fixed default weights "
              "are replaced by balancing only if the chosen candidate is a balanced one")
-#: (metrics.json key, label, digits, higher is better)
-COLUMNS = (
-    ("rmse_hu", "RMSE HU (body)", 2, False),
-    ("psnr", "PSNR dB", 2, True),
-    ("ssim", "SSIM", 4, True),
-    ("lesion_contrast_recovery", "contrast recovery", 3, True),
-    ("lesion_rmse_hu", "lesion RMSE HU", 2, False),
-    ("observer_cpm", "observer CPM", 3, True),
-    ("model_observer_dprime", "CHO d'", 3, True),
-)
 # Two-sided 95% Student t quantiles by degrees of freedom.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262}
+
+
+def _columns():
+    # The same metrics, labels and directions as lidplug's own summary table.
+    from lidplug.pipeline.outputs import SUMMARY_COLUMNS
+
+    return SUMMARY_COLUMNS
 
 
 def _records() -> list[dict]:
@@ -212,13 +209,13 @@ def _setup(records: list[dict]) -> list[str]:
 
 
 def _variants_table(rows: list[dict], variants, title: str) -> list[str]:
-    out = [title, "", "| variant | " + " | ".join(label for _, label, _, _ in COLUMNS) + " |",
-           "|---|" + "---|" * len(COLUMNS)]
+    out = [title, "", "| variant | " + " | ".join(label for _, label, _, _ in _columns()) + " |",
+           "|---|" + "---|" * len(_columns())]
     for arm in variants:
         if arm == "baseline":
             continue
         cells = []
-        for key, _, digits, higher in COLUMNS:
+        for key, _, digits, higher in _columns():
             diff = [_mean(r["metrics"], f"{arm}_minus_baseline", key) for r in rows]
             cells.append(f"{_cell(diff, digits, True)} {_verdict(diff, higher)}".strip())
         out.append(f"| {arm} | " + " | ".join(cells) + " |")
@@ -240,7 +237,7 @@ def _grid(records: list[dict]) -> list[str]:
     if not grid:
         return []
     out = ["## Plain vs LIDnet: three denoisers at three doses", ""]
-    for key, label, digits, higher in COLUMNS:
+    for key, label, digits, higher in _columns():
         out += [f"### {label}", "", "| denoiser | dose | seeds | low-dose input | plain | LIDnet "
                 "| LIDnet - plain | |", "|---|---|---|---|---|---|---|---|"]
         for d in DENOISERS:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import errno
-import os
 
 import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_factory import fill_disk_on_file
 from pydicom import uid
 from pydicom.dataset import Dataset
 
@@ -153,16 +153,7 @@ def test_failed_write_leaves_no_file(ct_small, tmp_path, monkeypatch):
 def test_full_disk_part_way_names_the_slice_and_keeps_the_files_before(series_dir, tmp_path,
                                                                        monkeypatch):
     image, meta = read_dicom(series_dir)
-    save_as, calls = Dataset.save_as, []
-
-    def disk_fills(self, fh, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            fh.write(b"DICM a third of a file")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return save_as(self, fh, **kwargs)
-
-    monkeypatch.setattr(Dataset, "save_as", disk_fills)
+    fill_disk_on_file(monkeypatch, 3)
     with pytest.raises(OSError, match=r"0003\.dcm: cannot write slice 3 of 5 \(No space left on "
                                       r"device\); the 2 file\(s\) written before it are complete") as err:
         write_dicom(image, meta, tmp_path / "out")
