@@ -112,6 +112,66 @@ def _spec(cell: dict, threads: int | None):
     return spec, folder
 
 
+FIGURES = RESULTS / "figures"
+
+
+def _figures(cell: dict, spec, folder, evaluation) -> list[str]:
+    """Write the seed-0 cell's figures as image files the page shows; returns their names.
+
+    The SVG plots are those of the run's report (one FROC plot per observer, contrast recovery
+    per lesion against size and contrast); the example crops are the report's, tiled into one
+    PNG (a row per lesion, a column per image set).
+    """
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from lidplug.pipeline import held_out
+    from lidplug.report.curves import froc_html
+    from lidplug.report.lesions import crops_html, recovery_html
+
+    arms = [a.name for a in spec.arms]
+    stem = f"{cell['part']}-{cell['denoiser']}-{cell['dose']:g}"
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    names = []
+    svgs = re.findall(r"<svg.*?</svg>", froc_html(evaluation, arms), re.S)
+    svgs += re.findall(r"<svg.*?</svg>", recovery_html(evaluation, arms,
+                                                        spacing_mm=spec.data.spacing), re.S)
+    labels = [f"froc-{o}" for o in evaluation.froc_curves] + ["recovery-size",
+                                                             "recovery-contrast"]
+    for label, svg in zip(labels, svgs, strict=False):
+        name = f"{stem}-{label}.svg"
+        (FIGURES / name).write_text(
+            svg.replace("<svg ", "<svg xmlns='http://www.w3.org/2000/svg' ", 1))
+        names.append(name)
+    held = held_out(spec, "test", folder)
+    crops = crops_html(evaluation, held, arms, hit_rule=spec.evaluate.hit_rule,
+                       spacing_mm=spec.data.spacing, count=4)
+    rows = []
+    for row in re.split(r"<div class='row'>", crops)[1:]:
+        pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", row)
+        if pngs:
+            rows.append([Image.open(io.BytesIO(base64.b64decode(p))).convert("RGB")
+                         for p in pngs])
+    if rows:
+        w = max(sum(im.width + 4 for im in r) for r in rows)
+        h = sum(max(im.height for im in r) + 4 for r in rows)
+        sheet = Image.new("RGB", (w, h), "white")
+        y = 0
+        for r in rows:
+            x = 0
+            for im in r:
+                sheet.paste(im, (x, y))
+                x += im.width + 4
+            y += max(im.height for im in r) + 4
+        name = f"{stem}-crops.png"
+        sheet.save(FIGURES / name, optimize=True)
+        names.append(name)
+    return names
+
+
 def run(part: str, seeds: list[int], threads: int | None, out: Path) -> None:
     from lidplug.pipeline import run as run_pipeline
 
@@ -135,6 +195,8 @@ def run(part: str, seeds: list[int], threads: int | None, out: Path) -> None:
         record = {"cell": cell, "metrics": evaluation.metrics,
                   "train_s": {n: round(a.seconds, 1) for n, a in arms.items()},
                   "wall_s": round(time.perf_counter() - t, 1), "folder": str(folder_out)}
+        if cell["seed"] == min(seeds) and part != "tuning":
+            record["figures"] = _figures(cell, spec, folder, evaluation)
         with RUNS.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"{part} {cell}: {record['wall_s']:.0f} s (elapsed "
