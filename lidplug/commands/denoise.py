@@ -61,7 +61,7 @@ def _denoise(model, image, device: str, args: argparse.Namespace):
     """The model's output for ``image`` [N, 1, H, W] (HU), checked before anything is written."""
     import torch
 
-    from lidplug.deploy._errors import model_error
+    from lidplug.deploy import model_error
 
     what = f"{args.input} ({image.shape[0]} slice(s) of {image.shape[-2]}x{image.shape[-1]} pixels)"
     try:

@@ -23,7 +23,7 @@ weights taken from one with :func:`load_weights`. Nothing here runs code from a 
 """
 
 from lidplug.deploy._checkpoint import load_weights, read_checkpoint
-from lidplug.deploy._errors import ExportError, ExportWarning
+from lidplug.deploy._errors import ExportError, ExportWarning, model_error
 from lidplug.deploy._export import export
 from lidplug.deploy._inputs import hu_like_slices
 from lidplug.deploy._load import DeployedDenoiser, load
@@ -38,6 +38,7 @@ __all__ = [
     "hu_like_slices",
     "load",
     "load_weights",
+    "model_error",
     "read_checkpoint",
     "read_metadata",
 ]
