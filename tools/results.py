@@ -248,8 +248,56 @@ def render() -> str:
              "is [EVALUATION.md](EVALUATION.md).", ""]
     if not records:
         return "\n".join([*lines, "No runs recorded yet.", ""])
-    lines += (_setup(records) + _tuning(records) + _grid(records) + _ablation(records))
+    lines += (_design() + _setup(records) + _tuning(records) + _grid(records)
+              + _ablation(records) + _figures_section(records) + _reading())
     return "\n".join(lines) + "\n"
+
+
+def _design() -> list[str]:
+    return ["## Design, fixed before any comparison was run", "",
+            "- **Question.** Does wrapping an existing, pixel-trained denoiser with lesion "
+            "feedback (`lidplug.wrap`) and fine-tuning it make it better at lesions than "
+            "fine-tuning it with the pixel loss alone, at what cost in pixel error?",
+            "- **Task.** The demo's: 96x96 phantom slices of 3 mm, lesions 10-25 mm of "
+            "20-50 HU contrast, low dose = a tenth of the normal dose (about 43 HU of noise in "
+            "the liver, 12 HU at normal dose). Doses 0.25 and 0.05 in the grid.",
+            "- **Arms.** The same shipped pretrained denoiser and the same shipped detector "
+            "(Faster R-CNN, normal-dose pretrained) for every arm; the same schedule (4 rounds "
+            "of 50 denoiser steps, batch 4, Adam 1e-4; LIDnet adds 10 detector steps per "
+            "round); plain = pixel loss only.",
+            "- **Primary outcomes** (LIDnet - plain, paired): lesion contrast recovery and the "
+            "observers' CPM. **Constraints:** RMSE inside the body at most 2% above plain; "
+            "CHO d' not below plain.",
+            "- **Statistics.** Per run, a paired bootstrap over test slices (in each run's "
+            "`metrics.json`); across runs, the mean of the per-seed paired differences with a "
+            "t-interval over seeds. Options were chosen on the validation split only (next "
+            "section); test slices come from streams nothing was tuned on.", ""]
+
+
+def _figures_section(records: list[dict]) -> list[str]:
+    shown = [r for r in records if r.get("figures")]
+    if not shown:
+        return []
+    out = ["## Figures (seed 0 of each cell shown)", ""]
+    for r in shown:
+        c = r["cell"]
+        out.append(f"### {c['part']}: {c['denoiser']}, dose {c['dose']:g}")
+        out.append("")
+        for name in r["figures"]:
+            label = name.rsplit(".", 1)[0].split("-", 3)[-1]
+            out.append(f"![{label}](results/figures/{name})")
+        out += ["", "Crops, left to right: noise-free phantom, low dose, then each arm in the "
+                "order of the tables, normal dose, noise-free reconstruction; green: the "
+                "lesion's outline; rectangles: observers' detections.", ""]
+    return out
+
+
+def _reading() -> list[str]:
+    notes = RESULTS / "reading.md"
+    if not notes.is_file():
+        return []
+    return ["## Reading (written after the runs, from the tables above)", "",
+            notes.read_text().strip(), ""]
 
 
 def _setup(records: list[dict]) -> list[str]:
