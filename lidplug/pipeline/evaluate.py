@@ -287,6 +287,8 @@ def _protocol(spec: RunSpec, held: HeldOut, observers: list[str], comparator) ->
                       "interval": "95% percentile"},
         "n_slices": len(held),
         "n_lesions": sum(len(t["boxes"]) for t in held.targets),
+        # Lesion metrics and the model observer need a ring of background in the host organ.
+        "n_lesions_scored": len(held.regions),
         "seeds": {"data": spec.data.seed, "train": spec.train.seed, "bootstrap": 0},
         "dose": spec.simulation.dose,
     }
