@@ -203,3 +203,27 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint.torch, "save", full)
     assert main(["train", "--config", str(TINY), "--out", str(tmp_path / "o")]) == 2
     assert "No space left" in error_line(capsys)
+
+
+@pytest.mark.parametrize("content", ["junk", "empty", "exported", "pickle"])
+def test_evaluate_and_export_refuse_wrong_checkpoint_files(trained, tmp_path, capsys, content):
+    import pickle
+
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    target = copy / "lidnet" / "latest.pt"
+    if content == "junk":
+        target.write_bytes(b"not a checkpoint")
+    elif content == "empty":
+        target.write_bytes(b"")
+    elif content == "exported":  # an exported model where a checkpoint belongs
+        shutil.copyfile(out / "lidnet" / "denoiser.pt", target)
+    else:
+        target.write_bytes(pickle.dumps({"denoiser": object()}))
+    assert main(["evaluate", "--config", str(config), "--out", str(copy)]) == 2
+    error_line(capsys)
+    assert main(["export", str(tmp_path / "x.pt"), "--config", str(config), "--checkpoint",
+                 str(target)]) == 2
+    error_line(capsys)
+    assert not (tmp_path / "x.pt").exists()

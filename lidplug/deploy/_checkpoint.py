@@ -10,6 +10,7 @@ with what it is, not with whatever torch's loader happens to raise for it.
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from os import PathLike
@@ -105,7 +106,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
                 else "neither a zip archive nor a pickle")
         raise ValueError(f"{where} is {what}: expected {_EXPECTED}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error says more
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _refusal_reason(exc)
         if reason.startswith("Unsupported operand"):  # bytes that are no pickle opcode
