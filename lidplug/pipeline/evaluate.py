@@ -203,7 +203,8 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     Returns:
         An :class:`Evaluation`; ``metrics`` has one object per image set (``low_dose``, the
         arms, ``normal_dose``, ``noise_free``) and per difference (``<arm>_minus_<plain>``),
-        each metric ``{"mean", "low", "high"}``, plus ``protocol``.
+        each metric ``{"mean", "low", "high"}``; ``headroom`` (the observers' CPM on normal
+        dose minus low dose, paired); and ``protocol``.
     """
     ev = spec.evaluate
     images = {"low_dose": held.low}
@@ -246,6 +247,8 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
                              f"least {MIN_LESIONS}")
     differences = ([(arm, comparator) for arm in denoisers if arm != comparator]
                    if comparator is not None else [])
+    # The headroom with its own paired interval: what the dose costs the observers.
+    differences.append(("normal_dose", "low_dose"))
     statistic = _Statistic(len(held), per_slice, lesions, matches, cot_matches,
                            list(observers), differences, model_observer)
     import warnings
@@ -254,6 +257,8 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         warnings.simplefilter("ignore", RuntimeWarning)
         flat = bootstrap(statistic, len(held), n_resamples=ev.bootstrap, seed=0)
     metrics = _nest({k: v.as_dict() for k, v in flat.items()})
+    gap = metrics.pop("normal_dose_minus_low_dose", {})
+    metrics["headroom"] = {k: gap[k] for k in ("observer_cpm", "observers") if k in gap}
     metrics["protocol"] = _protocol(spec, held, list(observers), comparator)
     metrics["protocol"]["model_observer"] = observer_note
     curves = {}

@@ -44,7 +44,7 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     """A plain-text table: one row per image set and per paired difference."""
     rows = [["", *[c[1] for c in SUMMARY_COLUMNS]]]
     for name, m in metrics.items():
-        if name == "protocol" or not isinstance(m, Mapping):
+        if name in ("protocol", "headroom") or not isinstance(m, Mapping):
             continue
         signed = "_minus_" in name
         rows.append([name, *[_fmt(m.get(k), d, signed) for k, _, d, _ in SUMMARY_COLUMNS]])

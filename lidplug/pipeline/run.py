@@ -140,7 +140,10 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
                              f"({' '.join(str(err).split())[:300]}); expected the run file "
                              "the checkpoint was trained with") from None
     model = wrap(denoiser, detector, **_wrap_options(spec, name))
-    return ArmResult(name, model, list(state.get("history", [])), 0.0, path.parent)
+    record = out / RUN_FILE  # the training's wall time, when 'lidplug train' recorded it
+    timings = json.loads(record.read_text()).get("timings_s", {}) if record.is_file() else {}
+    return ArmResult(name, model, list(state.get("history", [])),
+                     float(timings.get(f"train_{name}", 0.0)), path.parent)
 
 
 def _wrap_options(spec: RunSpec, arm: str) -> dict:

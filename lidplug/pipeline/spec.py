@@ -345,7 +345,7 @@ class ArmSpec:
                              f"{sorted(_RESERVED_ARM_NAMES)}, got {self.name!r}")
 
 
-_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol"}
+_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom"}
 
 
 def _default_arms() -> list[ArmSpec]:

@@ -141,7 +141,7 @@ def image_sets(names: Sequence[str], arms: Sequence[str]) -> list[str]:
 
     Sets the page does not know keep their order, after the references.
     """
-    names = [n for n in names if "_minus_" not in n and n != "protocol"]
+    names = [n for n in names if "_minus_" not in n and n not in ("protocol", "headroom")]
     order = [*_BEFORE_ARMS, *arms, *_AFTER_ARMS]
     known = [n for n in order if n in names]
     return known + [n for n in names if n not in known]

@@ -136,11 +136,13 @@ class Headroom:
     Attributes:
         normal, low: CPM averaged over the observers.
         observers: observer name -> ``(normal, low)`` CPM.
+        interval: the gap's paired 95% interval (``metrics["headroom"]``), when there is one.
     """
 
     normal: float
     low: float
     observers: Mapping[str, tuple[float, float]]
+    interval: tuple[float, float] | None = None
 
     @property
     def gap(self) -> float:
@@ -158,9 +160,13 @@ class Headroom:
                          for name, (n, lo) in self.observers.items())
         count = len(self.observers)
         who = f"the {count} observers (mean)" if count > 1 else "the observer"
+        paired = ("" if self.interval is None else
+                  f" (95% paired interval {number(self.interval[0], 2, signed=True)} to "
+                  f"{number(self.interval[1], 2, signed=True)})")
         text = (f"Headroom: {who} reach CPM {number(self.normal, 2)} on normal-dose slices and "
                 f"{number(self.low, 2)} on low-dose slices, a gap of "
-                f"{number(self.gap, 2, signed=True)}" + (f" ({each})." if count > 1 else "."))
+                f"{number(self.gap, 2, signed=True)}{paired}"
+                + (f" ({each})." if count > 1 else "."))
         if self.enough:
             return text + (" A denoiser has room to show a detection gain (at most about the "
                            "gap).")
@@ -191,7 +197,8 @@ def headroom(metrics: Mapping[str, Any]) -> Headroom | None:
         n, lo = _cpm(normal, name), _cpm(low, name)
         if n is not None and lo is not None:
             each[name] = (n, lo)
-    return Headroom(mean_normal, mean_low, each)
+    gap = interval(metrics.get("headroom", {}).get("observer_cpm"))
+    return Headroom(mean_normal, mean_low, each, None if gap is None else (gap[1], gap[2]))
 
 
 def _overview(difference: str, items: Sequence[Finding], a: str, b: str) -> str:

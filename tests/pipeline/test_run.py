@@ -93,6 +93,9 @@ def test_evaluation_writes_the_protocol_metrics(trained):
     diff = metrics["lidnet_minus_baseline"]["rmse_hu"]
     assert diff["mean"] == pytest.approx(metrics["lidnet"]["rmse_hu"]["mean"]
                                          - metrics["baseline"]["rmse_hu"]["mean"])
+    gap = metrics["headroom"]["observer_cpm"]  # normal dose - low dose, paired
+    assert gap["mean"] == pytest.approx(metrics["normal_dose"]["observer_cpm"]["mean"]
+                                        - metrics["low_dose"]["observer_cpm"]["mean"])
     protocol = metrics["protocol"]
     assert protocol["n_slices"] == 24 and protocol["window"]["data_range_hu"] == 400
     assert len(protocol["observers"]) == 2
