@@ -34,7 +34,7 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
     feedback = false                  # pixel loss only
     [[arms]]
     name = "lidnet"
-    wrap = { roi_weight = 4e-5 }      # overrides of [wrap] / [train] for this arm
+    wrap = { roi_fraction = 0.5 }     # overrides of [wrap] / [train] for this arm
 
 Everything here is data, checked as it is made: :mod:`lidplug.pipeline.runfile` reads it from
 files (jsonargparse), :mod:`lidplug.pipeline.build` and :mod:`lidplug.pipeline.data` build models
