@@ -143,8 +143,9 @@ def _figures(cell: dict, spec, folder, evaluation) -> list[str]:
                                                              "recovery-contrast"]
     for label, svg in zip(labels, svgs, strict=False):
         name = f"{stem}-{label}.svg"
-        (FIGURES / name).write_text(
-            svg.replace("<svg ", "<svg xmlns='http://www.w3.org/2000/svg' ", 1))
+        if "xmlns=" not in svg.split(">", 1)[0]:  # a standalone SVG file needs its namespace
+            svg = svg.replace("<svg ", "<svg xmlns='http://www.w3.org/2000/svg' ", 1)
+        (FIGURES / name).write_text(svg)
         names.append(name)
     held = held_out(spec, "test", folder)
     crops = crops_html(evaluation, held, arms, hit_rule=spec.evaluate.hit_rule,
