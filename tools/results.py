@@ -302,7 +302,8 @@ def _reading() -> list[str]:
 
 
 def _setup(records: list[dict]) -> list[str]:
-    proto = records[0]["metrics"]["protocol"]
+    tested = [r for r in records if r["cell"]["part"] != "tuning"]
+    proto = (tested or records)[0]["metrics"]["protocol"]
     wall = sum(r["wall_s"] for r in records)
     return ["## Setup", "",
             f"- Each run: the demo's run file (`lidplug/pipeline/runs/demo.toml`) with the cell's "
