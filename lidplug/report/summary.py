@@ -78,15 +78,19 @@ def verdict_map(metrics: Mapping[str, Any]) -> dict[tuple[str, str], str]:
 
 
 def _sentence(metric: Metric, verdict: str, value: tuple[float, float, float], a: str,
-              b: str) -> str:
+              b: str, reference: float | None = None) -> str:
     digits = shown_digits(value, metric.digits)
     mean, low, high = (number(v, digits, signed=True) for v in value)
+    # An error in HU reads better beside its size: +0.06 HU is 0.3% of 23 HU.
+    relative = ("" if reference is None or not reference > 0 or metric.unit.strip() != "HU" else
+                f", {number(100 * value[0] / reference, 1, signed=True)}% of {b}'s "
+                f"{number(reference, 1)} HU")
     if verdict == "not shown":
         return (f"{metric.topic}: no difference shown ({mean}{metric.unit}, interval {low} to "
-                f"{high}).")
+                f"{high}{relative}).")
     phrase = (metric.better if verdict == "better" else metric.worse).format(a=a, b=b)
-    return (f"{metric.topic}: {phrase}: {mean}{metric.unit} (95% interval {low} to {high}), "
-            "shown.")
+    return (f"{metric.topic}: {phrase}: {mean}{metric.unit} (95% interval {low} to {high}"
+            f"{relative}), shown.")
 
 
 def findings(metrics: Mapping[str, Any], arms: Sequence[str] = (),
@@ -121,7 +125,9 @@ def findings(metrics: Mapping[str, Any], arms: Sequence[str] = (),
                                        f"{metric.topic}: {observer_note}."))
                 continue
             verdict = judged[name, key]
-            text = _sentence(metric, verdict, value, a, b)
+            base_value = interval(metrics.get(base, {}).get(key))
+            text = _sentence(metric, verdict, value, a, b,
+                             None if base_value is None else base_value[0])
             if key == "observer_cpm" and room is not None and not room.enough:
                 text += (f" The observers' headroom on this task is {number(room.gap, 2)}, "
                          f"below {MIN_HEADROOM}: no detection gain could show (see below).")

@@ -65,11 +65,18 @@ def test_findings_word_shown_better_worse_and_not_shown():
     assert found["lesion_cnr"].verdict == "worse"  # judged here: pipeline.verdicts skips CNR
 
 
+def test_an_error_in_hu_is_set_beside_the_plain_arms_own():
+    metrics = _metrics({"rmse_hu": iv(0.06, 0.04, 0.07)})
+    metrics["baseline"] = {"rmse_hu": iv(23.1, 22.7, 23.5)}
+    (f,) = findings(metrics)
+    assert "+0.3% of the plain denoiser's 23.1 HU" in f.text
+
+
 def test_a_tiny_shown_difference_keeps_the_digits_that_show_it():
     metrics = _metrics({"rmse_hu": iv(-0.0004, -0.0006, -0.0002)})
     (f,) = findings(metrics)
     assert f.verdict == "better"
-    assert f"{MINUS}0.0004 HU (95% interval {MINUS}0.0006 to {MINUS}0.0002)" in f.text
+    assert f"{MINUS}0.0004 HU (95% interval {MINUS}0.0006 to {MINUS}0.0002, " in f.text
     assert shown_digits((0.0, -1.0, 1.0), 1) == 1  # not shown: the usual digits
 
 
