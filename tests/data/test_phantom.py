@@ -34,11 +34,12 @@ def test_same_seed_same_phantom_other_seed_other_phantom(dataset):
     assert not torch.equal(PhantomDataset(24, size=SIZE, seed=4).phantom(5).hu, again.hu)
 
 
-def test_phantom_is_identical_in_another_process(dataset):
+def test_phantom_is_identical_in_another_process(dataset, tmp_path):
     code = ("from lidplug.data import PhantomDataset; "
             f"p = PhantomDataset(24, size={SIZE}, seed=3).phantom(5); "
             "print(float(p.hu.double().sum()), p.boxes.tolist())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)  # outside the checkout: the installed package
     ph = dataset.phantom(5)
     assert out.stdout.strip() == f"{float(ph.hu.double().sum())} {ph.boxes.tolist()}"
 

@@ -255,7 +255,8 @@ def test_export_onto_a_full_disk_is_an_os_error_and_keeps_the_old_file(tmp_path,
     target = tmp_path / f"d{suffix}"
     target.write_bytes(b"the previous export")
     run = subprocess.run([sys.executable, "-c", _FULL_DISK, str(target),
-                          str(Path(__file__).parent)], capture_output=True, text=True, timeout=300)
+                          str(Path(__file__).parent)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.startswith(f"OSError {errno.EFBIG} "), run.stdout + run.stderr[-2000:]
     assert target.read_bytes() == b"the previous export"

@@ -37,19 +37,21 @@ print("not-loaded")
 """
 
 
-def _run(code, **env):
+def _run(code, cwd, **env):
+    # Run outside the checkout: `python -c` puts the working folder first on sys.path, which
+    # would import the source tree's lidplug (no compiled library) instead of the installed one.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, env=dict(os.environ, **env))
+                         timeout=300, env=dict(os.environ, **env), cwd=cwd)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
 
-def test_ops_are_registered_right_after_import():
+def test_ops_are_registered_right_after_import(tmp_path):
     assert extension_available(), extension_error()
     if library_path().startswith("jit:"):
         pytest.skip("no prebuilt library (the ops were built on first use, which import defers)")
-    assert "registered-at-import" in _run(_AT_IMPORT)
+    assert "registered-at-import" in _run(_AT_IMPORT, tmp_path)
 
 
-def test_import_respects_disable_extension():
-    assert "not-loaded" in _run(_DISABLED, LIDPLUG_DISABLE_EXTENSION="1")
+def test_import_respects_disable_extension(tmp_path):
+    assert "not-loaded" in _run(_DISABLED, tmp_path, LIDPLUG_DISABLE_EXTENSION="1")

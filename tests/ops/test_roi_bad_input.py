@@ -235,15 +235,16 @@ print("overflowing-boxes-ok")
 """
 
 
-def _run_fresh(code: str, marker: str) -> None:
+def _run_fresh(code: str, marker: str, cwd) -> None:
+    # From outside the checkout, so the process imports the installed lidplug, not the sources.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=cwd)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-3000:]}"
     assert marker in out.stdout
 
 
-def test_boxes_whose_size_overflows_pool_zeros_without_crashing():
-    _run_fresh(_OVERFLOWING_BOXES, "overflowing-boxes-ok")
+def test_boxes_whose_size_overflows_pool_zeros_without_crashing(tmp_path):
+    _run_fresh(_OVERFLOWING_BOXES, "overflowing-boxes-ok", tmp_path)
 
 
 # The backward ops take the pyramid's sizes, not its tensors; called directly (C++, TorchScript)
@@ -279,5 +280,5 @@ print("no-levels-ok")
 """
 
 
-def test_backward_without_levels_is_refused():
-    _run_fresh(_NO_LEVELS_BACKWARD, "no-levels-ok")
+def test_backward_without_levels_is_refused(tmp_path):
+    _run_fresh(_NO_LEVELS_BACKWARD, "no-levels-ok", tmp_path)
