@@ -3,7 +3,8 @@
     L(G) = L_pix(G(x), y) + det_weight * L_det(D(G(x)), b) + roi_weight * L_roi
 
 with ``L_roi`` the mean squared difference of the detector's features of ``G(x)`` and of ``y``,
-pooled inside the lesion boxes (the fused ``lidplug.ops.roi_perceptual_loss``).
+pooled inside the lesion boxes (the fused ``lidplug.ops.roi_perceptual_loss``). The two weights
+are fixed, or (``wrap``'s default) set by :class:`lidplug.balance.FeedbackBalancer` each step.
 """
 
 from __future__ import annotations

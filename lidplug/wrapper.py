@@ -64,8 +64,10 @@ class WrapConfig:
 
     Attributes:
         pixel_loss: ``"mse"`` or ``"l1"`` between the denoised and the normal-dose image.
-        det_weight: weight of the detector's loss on the denoised image (0 disables it).
-        roi_weight: weight of the ROI perceptual loss (0 disables it and the reference pass).
+        det_weight: weight of the detector's loss on the denoised image, when ``balance`` is
+            off (0 then disables it; with ``balance`` on, ``det_fraction`` decides).
+        roi_weight: weight of the ROI perceptual loss, when ``balance`` is off (0 then disables
+            it and the reference pass; with ``balance`` on, ``roi_fraction`` decides).
         roi_source: boxes the ROI loss pools: ``"gt"`` lesion boxes, the detector's
             ``"proposals"`` (two-stage detectors) or ``"both"``.
         roi_levels: names of the detector feature levels to pool from, of one channel count;

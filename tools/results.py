@@ -227,10 +227,10 @@ def _verdict(values: list[float], higher: bool) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if len(values) < 2:
         return ""
-    _, lo, hi = _t_interval(values)
-    if lo > 0 or hi < 0:
-        return "**better**" if (lo > 0) == higher else "**worse**"
-    return "not shown"
+    from lidplug.pipeline import judge
+
+    verdict = judge(_t_interval(values), higher)
+    return verdict if verdict == "not shown" else f"**{verdict}**"
 
 
 def _mean(metrics: dict, row: str, key: str) -> float | None:

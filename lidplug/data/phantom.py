@@ -211,22 +211,27 @@ class PhantomDataset(LesionDataset):
         return simulate_low_dose(image.unsqueeze(0), dose,
                                  seed=derive_seed(self.seed, index, stream), **options)[0]
 
-    def reference(self, index: int) -> dict[str, Any]:
+    def reference(self, index: int, *, lesion_free: bool = True) -> dict[str, Any]:
         """The evaluation references of sample ``index`` (see the module docstring), in HU.
+
+        Args:
+            index: the sample.
+            lesion_free: also simulate its lesion-free twin (a second dose simulation; only
+                the model observer needs it).
 
         Returns:
             dict with ``phantom`` (:class:`Phantom`, the noise-free truth with its masks),
-            ``noise_free`` (``Tensor[1, H, W]`` its noise-free reconstruction) and
-            ``lesion_free_low`` (``Tensor[1, H, W]`` the lesion-free slice at the sample's
-            dose, independent noise).
+            ``noise_free`` (``Tensor[1, H, W]`` its noise-free reconstruction) and, with
+            ``lesion_free``, ``lesion_free_low`` (``Tensor[1, H, W]`` the lesion-free slice at
+            the sample's dose, independent noise).
         """
         ph = self.phantom(index)
-        return {
-            "phantom": ph,
-            "noise_free": self._simulate(ph.hu, 1.0, ph.spacing, None, index).unsqueeze(0),
-            "lesion_free_low": self._simulate(ph.background, self._dose(index), ph.spacing, 4,
-                                              index).unsqueeze(0),
-        }
+        out = {"phantom": ph,
+               "noise_free": self._simulate(ph.hu, 1.0, ph.spacing, None, index).unsqueeze(0)}
+        if lesion_free:
+            out["lesion_free_low"] = self._simulate(ph.background, self._dose(index),
+                                                    ph.spacing, 4, index).unsqueeze(0)
+        return out
 
     def _make_sample(self, index: int) -> dict[str, Any]:
         ph = self.phantom(index)

@@ -85,7 +85,8 @@ def box_overlap(detected: Tensor, lesions: Tensor, criterion: str = "iou") -> Te
             the lesion box, borders included, else 0).
 
     Returns:
-        ``Tensor[N, L]`` in ``[0, 1]`` (0 where the denominator is 0, i.e. for degenerate boxes).
+        ``Tensor[N, L]`` in ``[0, 1]`` (for ``"iou"`` and ``"iobb"``, 0 where the denominator
+        is 0, i.e. for degenerate boxes).
 
     Raises:
         ValueError: on an unknown criterion or boxes not shaped ``[*, 4]``.

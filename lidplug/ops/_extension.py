@@ -113,6 +113,23 @@ def _activate(path: str) -> None:
     _state["path"] = path
 
 
+def _loaders() -> tuple[tuple, str | None]:
+    """The ways allowed to get the library, in order, and why there are none (the switches)."""
+    if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1":
+        return (), "LIDPLUG_DISABLE_EXTENSION=1 is set"
+    if os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
+        return (_jit_build,), None
+    return (_load_prebuilt, _jit_build), None
+
+
+def _registering(loader) -> str | None:
+    """Run ``loader``; its library's path when that registered the ops, else None (raises what
+    the loader raises)."""
+    path = loader()
+    return path if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss") \
+        else None
+
+
 def load_prebuilt() -> None:
     """Loads ``lidplug._C`` and registers the ops' Python parts, when that library is installed.
 
@@ -121,14 +138,13 @@ def load_prebuilt() -> None:
     Never raises and never builds: a missing or broken library is reported, and the first-use
     build tried, when the ops are first used (:func:`extension_available`).
     """
-    if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1" or \
-            os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
+    if _load_prebuilt not in _loaders()[0]:
         return
     try:
-        path = _load_prebuilt()
+        path = _registering(_load_prebuilt)
     except Exception:  # reported with its reason by the first use, which tries again
         return
-    if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss"):
+    if path is not None:
         _activate(path)
 
 
@@ -136,20 +152,15 @@ def load_prebuilt() -> None:
 def _load() -> bool:
     if _state["path"] is not None:  # loaded at import
         return True
-    errors = []
-    loaders = (_load_prebuilt, _jit_build)
-    if os.environ.get("LIDPLUG_FORCE_JIT", "") == "1":
-        loaders = (_jit_build,)
-    if os.environ.get("LIDPLUG_DISABLE_EXTENSION", "") == "1":
-        errors.append("LIDPLUG_DISABLE_EXTENSION=1 is set")
-        loaders = ()
+    loaders, reason = _loaders()
+    errors = [reason] if reason else []
     for loader in loaders:
         try:
-            path = loader()
+            path = _registering(loader)
         except Exception as exc:  # any build or load failure means: try the next way
             errors.append(f"{loader.__name__.strip('_')}: {type(exc).__name__}: {exc}")
             continue
-        if path is not None and hasattr(torch.ops.lidplug, "roi_perceptual_loss"):
+        if path is not None:
             _activate(path)
             return True
     _state["error"] = "; ".join(errors) or "no compiled library found"

@@ -20,7 +20,7 @@ from pathlib import Path
 from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import HeldOut, held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
-from lidplug.pipeline.outputs import format_summary, verdicts
+from lidplug.pipeline.outputs import format_summary, judge, verdicts
 from lidplug.pipeline.run import comparator, evaluate, retrain_pretrained, run, train
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import (
@@ -54,6 +54,7 @@ __all__ = [
     "evaluate",
     "format_summary",
     "held_out",
+    "judge",
     "load_run",
     "make_split",
     "retrain_pretrained",

@@ -143,7 +143,7 @@ def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
     if spec.data.kind != "phantom":
         out.body = body_mask(window.inverse(out.normal))
         return out
-    refs = [dataset.reference(i) for i in range(n)]
+    refs = [dataset.reference(i, lesion_free=spec.evaluate.model_observer) for i in range(n)]
     phantoms = [r["phantom"] for r in refs]
     out.truth = torch.stack([p.hu for p in phantoms])[:, None]
     out.noise_free = torch.stack([r["noise_free"] for r in refs])

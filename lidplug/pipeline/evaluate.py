@@ -37,6 +37,7 @@ from lidplug.metrics import (
     DEFAULT_FP_RATES,
     bootstrap,
     froc_from_matches,
+    lesion_mean_statistic,
     lesion_metrics,
     match_detections,
     psnr,
@@ -119,14 +120,15 @@ def _image_values(held: HeldOut, images: Tensor, window) -> dict[str, np.ndarray
 class _Statistic:
     """Every metric of every image set on one draw of slice indices (see the module docstring).
 
-    Precomputed once: per-slice image metrics, per-lesion values with their slice index, and
-    per-slice FROC matches; a draw re-weights them, so a replicate costs a few array sums and
-    one FROC pooling per observer and image set.
+    Precomputed once: per-slice image metrics, per-lesion sums by slice, and per-slice FROC
+    matches; a draw re-weights them, so a replicate costs a few array sums and one FROC pooling
+    per observer and image set.
     """
 
     def __init__(self, n: int, per_slice, lesions, matches, cotrained, observer_names,
                  differences: Sequence[tuple[str, str]], model_observer=None) -> None:
-        self.n, self.per_slice, self.lesions = n, per_slice, lesions
+        self.n, self.per_slice = n, per_slice
+        self.lesions = {name: _lesion_means(table, n) for name, table in lesions.items()}
         self.matches, self.cotrained = matches, cotrained
         self.observers = observer_names
         self.differences = differences
@@ -137,17 +139,8 @@ class _Statistic:
 
     def _one(self, name: str, idx: np.ndarray, counts: np.ndarray) -> dict[str, float]:
         out = {k: float(v[idx].mean()) for k, v in self.per_slice[name].items()}
-        if name in self.lesions:
-            table = self.lesions[name]
-            drawn = counts[table["image"]].astype(np.float64)
-            for key, column in _LESION_KEYS.items():
-                # Contrast recovery pooled over lesions (weighted by true contrast), so faint
-                # lesions, whose ratio is noisy, do not dominate; the others plain means.
-                w = drawn * np.abs(table["contrast_hu"]) if column == "contrast_recovery" \
-                    else drawn
-                ok = np.isfinite(table[column])
-                total = w[ok].sum()
-                out[key] = float((w[ok] * table[column][ok]).sum() / total) if total else np.nan
+        for key, mean in self.lesions.get(name, {}).items():
+            out[key] = mean(idx)
         frocs = [self._froc(self.matches[obs][name], idx) for obs in self.observers]
         for obs, f in zip(self.observers, frocs, strict=True):
             for k, v in f.items():
@@ -170,6 +163,19 @@ class _Statistic:
                 if k in rows[base]:
                     flat[f"{arm}_minus_{base}|{k}"] = v - rows[base][k]
         return flat
+
+
+def _lesion_means(table: Mapping[str, np.ndarray], n: int) -> dict:
+    """Per lesion metric, its mean over the lesions of a draw of slices (lesions whose value is
+    not finite left out). Contrast recovery is pooled over lesions (weighted by true contrast),
+    so faint lesions, whose ratio is noisy, do not dominate; the others are plain means."""
+    out = {}
+    for key, column in _LESION_KEYS.items():
+        ok = np.isfinite(table[column])
+        weights = np.abs(table["contrast_hu"][ok]) if column == "contrast_recovery" else None
+        out[key] = lesion_mean_statistic(table[column][ok], table["image"][ok], n,
+                                         weights=weights)
+    return out
 
 
 def _nest(flat: Mapping[str, dict[str, float]]) -> dict:

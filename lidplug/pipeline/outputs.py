@@ -13,8 +13,8 @@ from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.spec import RunSpec
 from lidplug.pipeline.train import ArmResult
 
-__all__ = ["DETAILS_FILE", "METRICS_FILE", "REPORT_FILE", "format_summary", "verdicts",
-           "write_outputs"]
+__all__ = ["DETAILS_FILE", "METRICS_FILE", "REPORT_FILE", "format_summary", "judge",
+           "verdicts", "write_outputs"]
 
 METRICS_FILE = "metrics.json"
 DETAILS_FILE = "details.json"
@@ -55,12 +55,20 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """For each paired difference and summary metric: ``(difference, metric, verdict)``.
+def judge(value: tuple[float, float, float], higher_is_better: bool) -> str:
+    """The verdict on a ``(mean, low, high)`` difference: ``"better"`` or ``"worse"`` when the
+    95% interval excludes 0 (in the metric's good or bad direction), else ``"not shown"``.
 
-    The verdict is ``"better"`` or ``"worse"`` when the 95% interval excludes 0 (in the
-    metric's good or bad direction), else ``"not shown"``.
-    """
+    The one rule of every comparison (terminal, report, results pages)."""
+    _, low, high = value
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == higher_is_better else "worse"
+    return "not shown"
+
+
+def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """For each paired difference and summary metric: ``(difference, metric, verdict)``
+    (:func:`judge`)."""
     out = []
     for name, m in metrics.items():
         if "_minus_" not in name:
@@ -69,11 +77,7 @@ def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             v = m.get(key)
             if not v or not all(math.isfinite(v[k]) for k in ("low", "high")):
                 continue
-            if v["low"] > 0 or v["high"] < 0:
-                up = v["low"] > 0
-                out.append((name, key, "better" if up == higher else "worse"))
-            else:
-                out.append((name, key, "not shown"))
+            out.append((name, key, judge((v["mean"], v["low"], v["high"]), higher)))
     return out
 
 

@@ -35,7 +35,13 @@ from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import ModelSpec, RunSpec
-from lidplug.pipeline.train import ArmResult, checkpoint_of, starting_models, train_arm
+from lidplug.pipeline.train import (
+    ArmResult,
+    checkpoint_of,
+    starting_models,
+    train_arm,
+    wrap_options,
+)
 from lidplug.training import CHECKPOINT_NAME, load_checkpoint
 from lidplug.training.distributed import resolve_device
 from lidplug.version import __version__
@@ -139,17 +145,11 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
             raise ValueError(f"{path}: its {role} does not fit the run file's [{role}] model "
                              f"({' '.join(str(err).split())[:300]}); expected the run file "
                              "the checkpoint was trained with") from None
-    model = wrap(denoiser, detector, **_wrap_options(spec, name))
+    model = wrap(denoiser, detector, **wrap_options(spec, spec.arm(name)))
     record = out / RUN_FILE  # the training's wall time, when 'lidplug train' recorded it
     timings = json.loads(record.read_text()).get("timings_s", {}) if record.is_file() else {}
     return ArmResult(name, model, list(state.get("history", [])),
                      float(timings.get(f"train_{name}", 0.0)), path.parent)
-
-
-def _wrap_options(spec: RunSpec, arm: str) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(spec.arm_wrap(spec.arm(arm)))
 
 
 def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,

@@ -29,7 +29,7 @@ from lidplug.pipeline.spec import ArmSpec, RunSpec
 from lidplug.training import CHECKPOINT_NAME, CollaborativeTrainer
 from lidplug.wrapper import LesionAwareDenoiser, wrap
 
-__all__ = ["ArmResult", "starting_models", "train_arm"]
+__all__ = ["ArmResult", "starting_models", "train_arm", "wrap_options"]
 
 EXPORT_NAME = "denoiser.pt"
 HISTORY_NAME = "history.json"
@@ -88,8 +88,7 @@ def train_arm(spec: RunSpec, arm: ArmSpec, denoiser: nn.Module, detector: nn.Mod
     folder = None if out is None else Path(out) / arm.name
     cfg = dataclasses.replace(spec.arm_train(arm), progress=progress,
                               out_dir=None if folder is None else str(folder))
-    options = dataclasses.asdict(spec.arm_wrap(arm))
-    model = wrap(copy.deepcopy(denoiser), copy.deepcopy(detector), **options)
+    model = wrap(copy.deepcopy(denoiser), copy.deepcopy(detector), **wrap_options(spec, arm))
     if len(train_set) < cfg.batch_size:
         raise ValueError(f"data.train: expected at least train.batch_size={cfg.batch_size} "
                          f"slices, got {len(train_set)}")
@@ -106,6 +105,11 @@ def train_arm(spec: RunSpec, arm: ArmSpec, denoiser: nn.Module, detector: nn.Mod
             export_denoiser(model, folder / EXPORT_NAME,
                             config={"arm": arm.name, "wrap": model.config.to_dict()})
     return ArmResult(arm.name, model, list(trainer.history), seconds, folder)
+
+
+def wrap_options(spec: RunSpec, arm: ArmSpec) -> dict:
+    """The keyword arguments of :func:`lidplug.wrap` for ``arm`` (``[wrap]`` with its overrides)."""
+    return dataclasses.asdict(spec.arm_wrap(arm))
 
 
 def checkpoint_of(out: Path, arm: str) -> Path:

@@ -115,7 +115,7 @@ def _best_hit(dets: Mapping[str, Tensor], box: Tensor, hit_rule: str) -> tuple[f
     boxes = dets["boxes"].reshape(-1, 4)
     if boxes.shape[0] == 0:
         return None
-    hits = box_overlap(boxes, box[None], "center" if hit_rule == "center" else "iou")[:, 0] >= 0.5
+    hits = box_overlap(boxes, box[None], hit_rule)[:, 0] >= 0.5
     if not hits.any():
         return None
     scores = torch.where(hits, dets["scores"].float(), torch.tensor(-math.inf))

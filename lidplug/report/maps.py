@@ -100,7 +100,7 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
         count: example slices.
     """
     phantom = held.truth is not None
-    reference = held.truth if phantom else held.window.inverse(held.normal)
+    reference = held.reference
     ref_name = "noise-free phantom" if phantom else "normal dose (itself noisy)"
     sets = [n for n in image_sets(list(evaluation.images), arms)
             if phantom or n != "normal_dose"]

@@ -1,9 +1,9 @@
 """The page's first lines: what was shown and what was not, in words, and the detection headroom.
 
-Verdicts come from :func:`lidplug.pipeline.verdicts` (a difference is *shown* when its 95%
-paired interval excludes 0); this module only words them. The headroom rule is that of
-``EVALUATION.md``: unless the observers find clearly more lesions on normal-dose than on
-low-dose slices (:data:`MIN_HEADROOM`), no denoiser can show a detection gain on the task.
+Verdicts come from :func:`lidplug.pipeline.judge`, the one rule of every comparison (a
+difference is *shown* when its 95% paired interval excludes 0); this module only words them.
+The headroom rule is that of ``EVALUATION.md``: unless the observers find clearly more lesions
+on normal-dose than on low-dose slices (:data:`MIN_HEADROOM`), no denoiser can show a detection gain on the task.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.pipeline import verdicts
+from lidplug.pipeline import judge
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     METRIC,
@@ -25,8 +25,7 @@ from lidplug.report.labels import (
     subject,
 )
 
-__all__ = ["MIN_HEADROOM", "Finding", "Headroom", "findings", "headroom", "judge", "summary_html",
-           "verdict_map"]
+__all__ = ["MIN_HEADROOM", "Finding", "Headroom", "findings", "headroom", "summary_html"]
 
 #: The observers' CPM gap (normal dose - low dose) below which no detection gain can show.
 MIN_HEADROOM = 0.1
@@ -50,31 +49,6 @@ class Finding:
     metric: str
     verdict: str
     text: str
-
-
-def judge(value: tuple[float, float, float], higher_is_better: bool) -> str:
-    """The verdict on a ``(mean, low, high)`` difference: the rule of
-    :func:`lidplug.pipeline.verdicts`, for the metrics it does not judge (lesion CNR, ...)."""
-    _, low, high = value
-    if low > 0 or high < 0:
-        return "better" if (low > 0) == higher_is_better else "worse"
-    return "not shown"
-
-
-def verdict_map(metrics: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """``(difference, metric key) -> verdict`` for every difference and metric of the page.
-
-    :func:`lidplug.pipeline.verdicts` decides where it judges a metric; :func:`judge` the rest.
-    """
-    out = {(d, k): v for d, k, v in verdicts(metrics)}
-    for name, row in metrics.items():
-        if "_minus_" not in name or not isinstance(row, Mapping):
-            continue
-        for key, metric in METRIC.items():
-            value = interval(row.get(key))
-            if value is not None and (name, key) not in out:
-                out[name, key] = judge(value, metric.higher_is_better)
-    return out
 
 
 def _sentence(metric: Metric, verdict: str, value: tuple[float, float, float], a: str,
@@ -108,7 +82,6 @@ def findings(metrics: Mapping[str, Any], arms: Sequence[str] = (),
     """
     protocol = metrics.get("protocol", {})
     comparator = comparator or protocol.get("comparator")
-    judged = verdict_map(metrics)
     observer_note = str(protocol.get("model_observer", ""))
     room = headroom(metrics)
     out = []
@@ -124,7 +97,7 @@ def findings(metrics: Mapping[str, Any], arms: Sequence[str] = (),
                     out.append(Finding(name, key, "not computed",
                                        f"{metric.topic}: {observer_note}."))
                 continue
-            verdict = judged[name, key]
+            verdict = judge(value, metric.higher_is_better)
             base_value = interval(metrics.get(base, {}).get(key))
             text = _sentence(metric, verdict, value, a, b,
                              None if base_value is None else base_value[0])

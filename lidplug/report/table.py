@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from lidplug.pipeline import judge
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     EXTRA_METRICS,
@@ -25,7 +26,6 @@ from lidplug.report.labels import (
     short_label,
     shown_digits,
 )
-from lidplug.report.summary import judge, verdict_map
 
 __all__ = ["Column", "headline_table", "metric_table", "other_references_table", "window_text"]
 
@@ -100,7 +100,6 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
     sets = [s for s in sets if isinstance(metrics.get(s), Mapping)]
     diffs = [k for k in metrics if "_minus_" in k] if differences else []
     columns = [c for c in columns if any(c.value(metrics[r]) for r in (*sets, *diffs))]
-    judged = verdict_map(metrics)
     head = "".join(f"<th{' class=secondary' if c.secondary else ''}>{c.header}</th>"
                    for c in columns)
     body = []
@@ -114,8 +113,7 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
         for c in columns:
             value, verdict = c.value(metrics[name]), None
             if value is not None:
-                verdict = (judged.get((name, c.path[0])) if len(c.path) == 1 else None
-                           ) or judge(value, c.higher_is_better)
+                verdict = judge(value, c.higher_is_better)
             cells.append(_cell(value, c, verdict))
         cls = "diff sep" if k == 0 else "diff"
         body.append(f"<tr class='{cls}'><td>{escape(short_label(arm))} \u2212 "

@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings and lists (so the safe loader reads it):
 format tag, lidplug version, step, data position, configs, the state dicts of both models, their
-optimisers and schedulers, the gradient scaler, and the generator states of every process.
+optimisers and schedulers, the gradient scaler, the feedback balancer, the step history, and the
+generator states of every process.
 
 Atomic write: the file is written under a temporary name in the same folder, flushed to disk, and
 renamed over the old one (``os.replace`` is atomic on POSIX and Windows), so a process killed
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
@@ -72,14 +72,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: when ``path`` does not exist.
         ValueError: when the file is not a lidplug checkpoint (or is corrupt).
     """
+    from lidplug.deploy import read_checkpoint  # the one safe reader of torch.save files
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: no such file")
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error says more
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle/zip errors of every kind: name the file, keep the cause
+        state = read_checkpoint(path)
+    except ValueError as err:  # says what the file is instead; keep that as the cause
         raise ValueError(f"checkpoint {path}: expected a lidplug checkpoint, could not read it "
                          f"({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:

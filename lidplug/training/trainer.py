@@ -13,9 +13,9 @@ its DDP wrapper only in the phases where it learns (a frozen model is called dir
 gradient synchronisation runs for it). Only rank 0 writes checkpoints and logs; every rank reads
 the checkpoint to resume (a shared filesystem across nodes).
 
-Resume. A checkpoint holds models, optimisers, schedulers, the gradient scaler, the step (the
-phase follows from it), the data position (epoch and batch) and every process's generator states;
-with ``deterministic=True`` a resumed run reproduces the uninterrupted one.
+Resume. A checkpoint holds models, optimisers, schedulers, the gradient scaler, the feedback
+balancer, the step (the phase follows from it), the data position (epoch and batch), the step
+history and every process's generator states; with ``deterministic=True`` a resumed run reproduces the uninterrupted one.
 
 Divergence. The loss is checked before every backward (all ranks agree); a NaN/inf loss raises
 :class:`TrainingDiverged` before any parameter is touched, and the last checkpoint stays the last
