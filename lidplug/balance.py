@@ -33,6 +33,27 @@ __all__ = ["FeedbackBalancer"]
 TERMS = ("detection", "roi_perceptual")
 
 
+def _grad_norm(term: Tensor, output: Tensor) -> float:
+    """``||d term / d output||`` (0 when ``term`` does not depend on ``output``).
+
+    The gradient comes in ``output``'s dtype. In fp16 (autocast) the pixel gradient of a mean
+    over a large batch, about 1e-8 per pixel, underflows (fp16 subnormals end at 6e-8), so it is
+    taken of ``term`` times a power of two (exact; divided out again), as ``GradScaler`` does for
+    training, and of smaller multiples should that overflow.
+    """
+    scales = (2.0**16, 2.0**8, 1.0) if output.dtype == torch.float16 else (1.0,)
+    norm = math.inf
+    for scale in scales:
+        g = torch.autograd.grad(term * scale if scale != 1.0 else term, output,
+                                retain_graph=True, allow_unused=True)[0]
+        if g is None:
+            return 0.0
+        norm = float(g.double().norm()) / scale
+        if math.isfinite(norm):
+            break
+    return norm
+
+
 class FeedbackBalancer(nn.Module):
     """Weights that give each feedback term a fraction of the pixel gradient (see the module
     docstring).
@@ -66,14 +87,12 @@ class FeedbackBalancer(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
     def _measure(self, pixel: Tensor, terms: dict[str, Tensor], output: Tensor) -> None:
-        g_pix = torch.autograd.grad(pixel, output, retain_graph=True)[0]
-        n_pix = float(g_pix.double().norm())
+        n_pix = _grad_norm(pixel, output)
         for i, name in enumerate(TERMS):
             term = terms.get(name)
             if term is None or not term.requires_grad or self.fractions.get(name, 0) == 0:
                 continue
-            g = torch.autograd.grad(term, output, retain_graph=True, allow_unused=True)[0]
-            n = 0.0 if g is None else float(g.double().norm())
+            n = _grad_norm(term, output)
             if not (n > 0 and n_pix > 0 and math.isfinite(n) and math.isfinite(n_pix)):
                 continue  # nothing to balance this time (no lesion in the batch, or a flat term)
             value = math.log(n / n_pix)

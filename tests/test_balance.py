@@ -101,3 +101,31 @@ def test_balancer_state_survives_a_resume(tmp_path):
         torch.testing.assert_close(fresh.balancer.state_dict()[key], value, equal_nan=True,
                                    rtol=0, atol=0)
     assert int(fresh.balancer.steps) == 2
+
+
+def test_half_precision_outputs_are_measured_as_in_float32():
+    # Under fp16 autocast the gradient on the denoised batch is fp16, where the pixel gradient of
+    # a near-converged denoiser on a large batch (about 1e-8 per pixel) underflows; the balance
+    # must come out as in float32 all the same.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+    with torch.no_grad():  # the identity: the output is within noise of the target
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1.0
+        conv.bias.zero_()
+    x = torch.rand(8, 1, 256, 256) * 0.01 + 0.25
+    y = x + 0.003 * torch.randn_like(x)
+
+    def log_ratio(dtype):
+        balancer = FeedbackBalancer({"detection": 1.0, "roi_perceptual": 1.0}).train()
+        with torch.autocast("cpu", dtype=torch.float16, enabled=dtype == torch.float16):
+            out = conv(x)
+            pixel = torch.nn.functional.mse_loss(out, y)
+            det = (out[:, :, 100:120, 100:120].float() ** 2).mean()
+        assert out.dtype == dtype
+        balancer(pixel, {"detection": det}, out)
+        return float(balancer.log_ratio[0])
+
+    full = log_ratio(torch.float32)
+    assert math.isfinite(full)
+    assert log_ratio(torch.float16) == pytest.approx(full, abs=0.02)
