@@ -211,3 +211,35 @@ def test_folder_of_several_series_is_split(series, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted([first, other])
     assert read_dicom(out / first)[0].shape == (3, 128, 128)
     assert read_dicom(out / other)[0].shape == (2, 128, 128)
+
+
+@pytest.mark.parametrize("crafted", ["../../victim", "/ABSOLUTE", "a/b", "..", "x\0y", "7" * 300],
+                         ids=["dotdot", "absolute", "separator", "parent", "nul", "long"])
+def test_series_uids_never_become_paths(series, tmp_path, crafted, capsys):
+    """A SeriesInstanceUID is text from a file: it must never steer where files are written
+    (regression: '../../victim' wrote outside OUT and replaced a file there)."""
+    from lidplug.io import read_dicom
+
+    if crafted == "/ABSOLUTE":
+        crafted = str(tmp_path / "victim")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "0001.dcm").write_bytes(b"precious")
+    for k in range(2):
+        ds = pydicom.dcmread(series / f"{k}.dcm")
+        ds.SeriesInstanceUID = crafted
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+        ds.save_as(series / f"crafted{k}.dcm")
+    out = tmp_path / "work" / "low"
+    code = main(["simulate", str(series), str(out)])
+    _no_traceback(capsys.readouterr().err)
+    assert code == 0
+    assert (victim / "0001.dcm").read_bytes() == b"precious"
+    assert sorted(p.name for p in victim.iterdir()) == ["0001.dcm"]
+    written = sorted(p for p in tmp_path.rglob("*.dcm") if series not in p.parents
+                     and victim not in p.parents)
+    assert len(written) == 5 and all(out in p.parents for p in written)
+    # Every series still lands in a folder of its own under OUT, one level down.
+    folders = sorted(p for p in out.iterdir())
+    assert len(folders) == 2 and all(f.is_dir() for f in folders)
+    assert sorted(len(read_dicom(f)[0]) for f in folders) == [2, 3]

@@ -131,14 +131,19 @@ def _series_uids(folder: Path) -> list[str]:
 
 
 def _simulate_series(src: Path, out: Path, key: str, args, failures) -> int:
-    """Simulate a DICOM file or folder; a folder of several series gives ``out/<SeriesUID>/``."""
+    """Simulate a DICOM file or folder; a folder of several series gives one folder per series,
+    ``out/<SeriesInstanceUID>/`` (``out/series-<n>/`` when the UID is not a well-formed UID)."""
     uids = _series_uids(src) if src.is_dir() else []
     if len(uids) <= 1:
         return _simulate_one_series(src, None, out, key, args, failures)
+    from lidplug.io import ensure_inside, series_folder_name
+
     written = 0
-    for series_uid in uids:
-        written += _simulate_one_series(src, series_uid, out / series_uid,
-                                        f"{key}/{series_uid}", args, failures)
+    for index, series_uid in enumerate(uids, start=1):
+        # The UID is text from a file: a well-formed one names the folder, anything else a number.
+        name = series_folder_name(series_uid, index)
+        written += _simulate_one_series(src, series_uid, ensure_inside(out, out / name),
+                                        f"{key}/{name}", args, failures)
     return written
 
 

@@ -5,7 +5,8 @@ so compressed files read with the default install.
 """
 
 from lidplug.io.meta import DicomMeta
+from lidplug.io.names import ensure_inside, series_folder_name
 from lidplug.io.reader import read_dicom
 from lidplug.io.writer import write_dicom
 
-__all__ = ["DicomMeta", "read_dicom", "write_dicom"]
+__all__ = ["DicomMeta", "ensure_inside", "read_dicom", "series_folder_name", "write_dicom"]
