@@ -50,20 +50,48 @@ void check_rois(const at::Tensor& rois, const at::Tensor& like) {
               " like the features, got ", rois.device());
 }
 
+// Whether box values are usable: finite coordinates and an integer batch index in [0, batch).
+template <typename T>
+bool roi_ok(const T* v, int64_t batch) {
+  for (int j = 0; j < 5; ++j) {
+    if (!std::isfinite(static_cast<double>(v[j]))) return false;
+  }
+  const double b = static_cast<double>(v[0]);
+  return b >= 0 && b < static_cast<double>(batch) && b == std::floor(b);
+}
+
+// The first unusable box, or -1. On the host one pass over the values; on a device, reductions
+// there and one host sync.
+int64_t first_bad_roi(const at::Tensor& rois, int64_t batch) {
+  if (rois.device().is_cpu()) {
+    const at::Tensor r = rois.contiguous();
+    int64_t bad = -1;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, r.scalar_type(), "check_rois", [&] {
+      const scalar_t* v = r.const_data_ptr<scalar_t>();
+      for (int64_t k = 0; k < r.size(0) && bad < 0; ++k) {
+        if (!roi_ok(v + k * 5, batch)) bad = k;
+      }
+    });
+    return bad;
+  }
+  const at::Tensor b = rois.select(1, 0);
+  const at::Tensor ok =
+      at::isfinite(rois).all(1) & (b >= 0) & (b < batch) & (b == at::floor(b));
+  if (ok.all().item<bool>()) return -1;
+  return (~ok).nonzero().select(1, 0)[0].item<int64_t>();
+}
+
 // Data checks need the values, so on CUDA they cost one host sync; they are what turns a bad
 // box into a clear error instead of silently zero features.
 void check_roi_values(const at::Tensor& rois, int64_t batch) {
   if (rois.size(0) == 0) return;
-  const at::Tensor finite = at::isfinite(rois).all(1);
-  const at::Tensor b = rois.select(1, 0);
-  const at::Tensor ok = finite & (b >= 0) & (b < batch) & (b == at::floor(b));
-  if (ok.all().item<bool>()) return;
-  const int64_t k = (~ok).nonzero().select(1, 0)[0].item<int64_t>();
+  const int64_t k = first_bad_roi(rois, batch);
+  if (k < 0) return;
   const at::Tensor row = rois[k].to(at::kCPU, at::kDouble);
   const double* v = row.data_ptr<double>();
   std::ostringstream box;
   box << "(" << v[0] << ", " << v[1] << ", " << v[2] << ", " << v[3] << ", " << v[4] << ")";
-  TORCH_CHECK_VALUE(finite[k].item<bool>(), "boxes[", k,
+  TORCH_CHECK_VALUE(at::isfinite(row).all().item<bool>(), "boxes[", k,
               "]: expected finite coordinates, got ", box.str());
   TORCH_CHECK_VALUE(false, "boxes[", k, "]: expected an integer batch index in [0, ", batch,
               "), got ", v[0]);
@@ -146,7 +174,7 @@ Reduction parse_reduction(c10::string_view r) {
   TORCH_CHECK_VALUE(false, "reduction: expected 'mean', 'sum' or 'none', got '", std::string(r), "'");
 }
 
-at::Tensor pooled_difference(const Backend& backend, at::TensorList features,
+Pooled pooled_difference(const Backend& backend, at::TensorList features,
                              at::TensorList ref_features, const at::Tensor& rois,
                              at::ArrayRef<double> scales, int64_t ph, int64_t pw, int64_t sr,
                              bool aligned, LevelInfo* info_out) {
@@ -182,17 +210,21 @@ at::Tensor roi_pool(const Backend& backend, at::TensorList features, const at::T
       checked_level_info(features, rois, spatial_scales, pooled_h, pooled_w);
   const auto dtype = features[0].scalar_type();
   const at::Tensor out = backend.pool(contiguous(features), {}, rois_for(rois, acc_dtype(dtype)),
-                                      info, pooled_h, pooled_w, sampling_ratio, aligned);
-  return out.to(dtype);
+                                      info, pooled_h, pooled_w, sampling_ratio, aligned).values;
+  // Contiguous whatever the backend's layout, as torchvision's roi_align returns it.
+  return out.to(dtype, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
 }
 
-std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tensor& grad,
-                                          const at::Tensor& rois,
-                                          at::ArrayRef<double> spatial_scales, int64_t batch,
-                                          int64_t channels, at::IntArrayRef heights,
-                                          at::IntArrayRef widths, int64_t sampling_ratio,
-                                          bool aligned, bool deterministic,
-                                          at::ScalarType dtype) {
+namespace {
+
+// roi_pool_backward of grad * scale (see PoolBackwardFn).
+std::vector<at::Tensor> scaled_pool_backward(const Backend& backend, const at::Tensor& grad,
+                                             const at::Tensor& scale, const at::Tensor& rois,
+                                             at::ArrayRef<double> spatial_scales, int64_t batch,
+                                             int64_t channels, at::IntArrayRef heights,
+                                             at::IntArrayRef widths, int64_t sampling_ratio,
+                                             bool aligned, bool deterministic,
+                                             at::ScalarType dtype) {
   TORCH_CHECK_VALUE(heights.size() == widths.size() && heights.size() == spatial_scales.size(),
               "roi_pool_backward: expected one height, width and scale per level");
   check_rois(rois, grad);
@@ -204,12 +236,31 @@ std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tens
   TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels,
               "roi_pool_backward: expected grad of shape [K, C, PH, PW] with K=", rois.size(0),
               " and C=", channels, ", got ", shape_str(grad));
+  TORCH_CHECK_VALUE(!scale.defined() || scale.dim() == 0 ||
+                        (scale.dim() == 1 && scale.size(0) == rois.size(0)),
+                    "grad: expected a scalar, or one value per box (", rois.size(0),
+                    "), got shape ", shape_str(scale));
   const LevelInfo info = make_level_info(batch, channels, heights, widths, spatial_scales);
   const auto acc = acc_dtype(dtype);
-  auto grads = backend.pool_backward(grad.to(acc).contiguous(), rois_for(rois, acc), info,
-                                     sampling_ratio, aligned, deterministic);
+  auto grads = backend.pool_backward(grad.to(acc).contiguous(backend.pooled_format),
+                                     scale.defined() ? scale.to(acc) : scale,
+                                     rois_for(rois, acc), info, sampling_ratio, aligned,
+                                     deterministic);
   for (auto& g : grads) g = g.to(dtype);
   return grads;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> roi_pool_backward(const Backend& backend, const at::Tensor& grad,
+                                          const at::Tensor& rois,
+                                          at::ArrayRef<double> spatial_scales, int64_t batch,
+                                          int64_t channels, at::IntArrayRef heights,
+                                          at::IntArrayRef widths, int64_t sampling_ratio,
+                                          bool aligned, bool deterministic,
+                                          at::ScalarType dtype) {
+  return scaled_pool_backward(backend, grad, at::Tensor(), rois, spatial_scales, batch, channels,
+                              heights, widths, sampling_ratio, aligned, deterministic, dtype);
 }
 
 std::tuple<at::Tensor, at::Tensor> roi_perceptual_loss_forward(
@@ -218,16 +269,18 @@ std::tuple<at::Tensor, at::Tensor> roi_perceptual_loss_forward(
     int64_t pooled_w, int64_t sampling_ratio, bool aligned, c10::string_view reduction) {
   const Reduction red = parse_reduction(reduction);
   LevelInfo info;
-  at::Tensor diff = pooled_difference(backend, features, ref_features, rois, spatial_scales,
-                                      pooled_h, pooled_w, sampling_ratio, aligned, &info);
-  const at::Tensor sq = diff.square();
+  Pooled pooled = pooled_difference(backend, features, ref_features, rois, spatial_scales,
+                                    pooled_h, pooled_w, sampling_ratio, aligned, &info);
+  const at::Tensor& diff = pooled.values;
+  const at::Tensor box_sq = pooled.box_squares.defined() ? pooled.box_squares
+                                                         : diff.square().sum({1, 2, 3});
   at::Tensor loss;
   if (red == Reduction::kNone) {
-    loss = sq.flatten(1).mean(1);
+    loss = box_sq / static_cast<double>(info.channels * pooled_h * pooled_w);
   } else if (red == Reduction::kSum || diff.numel() == 0) {
-    loss = sq.sum();  // K = 0 gives 0, not the NaN of a mean over nothing
+    loss = box_sq.sum();  // K = 0 gives 0, not the NaN of a mean over nothing
   } else {
-    loss = sq.mean();
+    loss = box_sq.sum() / static_cast<double>(diff.numel());
   }
   return {loss, diff};
 }
@@ -242,13 +295,13 @@ std::vector<at::Tensor> roi_perceptual_loss_backward(
   // d(loss)/d(diff) = 2 * diff * coefficient; the coefficient carries the reduction's scale.
   at::Tensor coef = grad.to(diff.scalar_type()) * 2.0;
   if (red == Reduction::kNone) {
-    coef = (coef / static_cast<double>(per_box)).view({-1, 1, 1, 1});
+    coef = coef / static_cast<double>(per_box);  // one per box
   } else if (red == Reduction::kMean && diff.numel() > 0) {
     coef = coef / static_cast<double>(diff.numel());
   }
   std::vector<at::Tensor> grads =
-      roi_pool_backward(backend, diff * coef, rois, spatial_scales, batch, channels, heights,
-                        widths, sampling_ratio, aligned, deterministic, dtype);
+      scaled_pool_backward(backend, diff, coef, rois, spatial_scales, batch, channels, heights,
+                           widths, sampling_ratio, aligned, deterministic, dtype);
   if (ref_grad) {
     // The loss depends on features - ref_features only: the reference gradient is the negation.
     const size_t n = grads.size();

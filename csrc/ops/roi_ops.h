@@ -15,20 +15,39 @@
 namespace lidplug {
 namespace ops {
 
-// pooled[k, c, ph, pw] = RoIAlign(features)[k] - RoIAlign(ref)[k] (ref may be empty), in the
-// accumulation dtype (float32, or float64 for float64 features).
-using PoolFn = at::Tensor (*)(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
-                              const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
-                              int64_t sampling_ratio, bool aligned);
+// What a backend's pool primitive returns.
+struct Pooled {
+  // pooled[k, c, ph, pw] = RoIAlign(features)[k] - RoIAlign(ref)[k] (ref may be empty), in the
+  // accumulation dtype (float32, or float64 for float64 features) and the backend's layout
+  // (Backend::pooled_format).
+  at::Tensor values;
+  // When pooling a difference, the sum of its squares per box ([K], accumulation dtype) if the
+  // backend adds them up while pooling (the CPU kernel does, in a fixed order); else undefined,
+  // and the loss sums them from `values`.
+  at::Tensor box_squares;
+};
 
-// The gradient of every level, in the accumulation dtype, from the gradient of the pooled output.
-using PoolBackwardFn = std::vector<at::Tensor> (*)(const at::Tensor& grad, const at::Tensor& rois,
-                                                   const LevelInfo& info, int64_t sampling_ratio,
-                                                   bool aligned, bool deterministic);
+using PoolFn = Pooled (*)(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
+                          const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
+                          int64_t sampling_ratio, bool aligned);
+
+// The gradient of every level, in the accumulation dtype, from the gradient of the pooled output
+// (given in the accumulation dtype and the backend's pooled_format) times `scale`: undefined (1),
+// a 0-dim tensor, or one value per box ([K]), in the accumulation dtype. The loss passes its
+// pooled difference and the reduction's coefficient, so no scaled copy of it is made first.
+using PoolBackwardFn = std::vector<at::Tensor> (*)(const at::Tensor& grad, const at::Tensor& scale,
+                                                   const at::Tensor& rois, const LevelInfo& info,
+                                                   int64_t sampling_ratio, bool aligned,
+                                                   bool deterministic);
 
 struct Backend {
   PoolFn pool;
   PoolBackwardFn pool_backward;
+  // Memory layout of the [K, C, PH, PW] pooled tensors the backend writes and reads: the CPU
+  // kernels vectorise over channels and want them channels-last ([K, PH, PW, C] in memory), the
+  // CUDA kernels index them contiguously. The public roi_pool output is always contiguous; the
+  // loss keeps its pooled difference for the backward in this layout.
+  at::MemoryFormat pooled_format;
 };
 
 at::Tensor roi_pool(const Backend& backend, at::TensorList features, const at::Tensor& rois,

@@ -41,15 +41,15 @@ Launch<acc_t> launch_args(const at::Tensor& rois, const LevelInfo& info, int64_t
 
 // The Backend::pool primitive (roi_ops.h).
 template <typename Exec>
-at::Tensor launch_pool(const Exec& exec, at::TensorList features, at::TensorList ref,
-                       const at::Tensor& rois, const LevelInfo& info, int64_t pooled_h,
-                       int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+Pooled launch_pool(const Exec& exec, at::TensorList features, at::TensorList ref,
+                   const at::Tensor& rois, const LevelInfo& info, int64_t pooled_h,
+                   int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
   const auto acc = acc_dtype(features[0].scalar_type());
   // Uninitialised: the launch writes every element (the emulation's tests would see a gap).
   at::Tensor out = at::empty({rois.size(0), info.channels, pooled_h, pooled_w},
                              features[0].options().dtype(acc));
   const int64_t n = out.numel();
-  if (n == 0) return out;
+  if (n == 0) return {out, {}};
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, features[0].scalar_type(), "lidplug_roi_pool_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
@@ -61,15 +61,19 @@ at::Tensor launch_pool(const Exec& exec, at::TensorList features, at::TensorList
             out.mutable_data_ptr<acc_t>()};
         exec.launch(n, body);
       });
-  return out;
+  return {out, {}};  // the loss sums the squares itself
 }
 
 // The Backend::pool_backward primitive (roi_ops.h).
 template <typename Exec>
-std::vector<at::Tensor> launch_pool_backward(const Exec& exec, const at::Tensor& grad,
-                                             const at::Tensor& rois, const LevelInfo& info,
-                                             int64_t sampling_ratio, bool aligned,
-                                             bool deterministic) {
+std::vector<at::Tensor> launch_pool_backward(const Exec& exec, const at::Tensor& unscaled,
+                                             const at::Tensor& scale, const at::Tensor& rois,
+                                             const LevelInfo& info, int64_t sampling_ratio,
+                                             bool aligned, bool deterministic) {
+  // The bodies read one gradient per pooled element: scale it first.
+  const at::Tensor grad =
+      !scale.defined() ? unscaled
+                       : unscaled * (scale.dim() == 0 ? scale : scale.view({-1, 1, 1, 1}));
   std::vector<at::Tensor> out;
   int64_t pixels = 0;
   for (int i = 0; i < info.num_levels; ++i) {

@@ -59,7 +59,11 @@ def _fake_loss_forward(features, ref_features, rois, spatial_scales, pooled_heig
     f = features[0]
     acc = torch.float64 if f.dtype == torch.float64 else torch.float32
     shape = (rois.shape[0],) if reduction == "none" else ()
-    diff = f.new_empty((rois.shape[0], f.shape[1], pooled_height, pooled_width), dtype=acc)
+    # The pooled difference comes in the backend's layout (Backend::pooled_format in csrc/ops):
+    # channels-last from the CPU kernels, which vectorise over channels; contiguous elsewhere.
+    layout = torch.channels_last if f.device.type == "cpu" else torch.contiguous_format
+    diff = torch.empty((rois.shape[0], f.shape[1], pooled_height, pooled_width), dtype=acc,
+                       device=f.device, memory_format=layout)
     return f.new_empty(shape, dtype=acc), diff
 
 
@@ -99,6 +103,8 @@ def _setup_loss(ctx, inputs, output):
     # Only the small pooled difference is kept: neither pyramid is needed for the backward.
     ctx.save_for_backward(rois, diff)
     ctx.mark_non_differentiable(diff)
+    # No zeros for the gradient of `diff` (never used): a tensor the size of the pooled output.
+    ctx.set_materialize_grads(False)
     ctx.meta = (scales, *_pyramid_shape(features), sampling_ratio, aligned, reduction)
     ctx.dtype = features[0].dtype
     ctx.num_levels = len(features)
@@ -111,7 +117,7 @@ def _backward_loss(ctx, grad, _grad_diff):
                                for f in ctx.needs_input_grad[:2])
     n = ctx.num_levels
     none = [None] * n  # a Tensor[] input takes a list of gradients, even of Nones
-    if not (need_features or need_ref):
+    if grad is None or not (need_features or need_ref):  # no gradient reached the loss
         return none, none, None, None, None, None, None, None, None
     grads = torch.ops.lidplug.roi_perceptual_loss_backward(
         grad, diff, rois, *ctx.meta, torch.are_deterministic_algorithms_enabled(), need_ref,

@@ -282,3 +282,13 @@ print("no-levels-ok")
 
 def test_backward_without_levels_is_refused(tmp_path):
     _run_fresh(_NO_LEVELS_BACKWARD, "no-levels-ok", tmp_path)
+
+
+def test_loss_backward_refuses_a_gradient_of_another_shape():
+    # One value per box (reduction "none") or one scalar: anything else is named, not broadcast.
+    diff = torch.zeros(2, 3, 7, 7)
+    with pytest.raises(ValueError, match=r"grad: expected a scalar, or one value per box \(2\), "
+                                         r"got shape \[3\]"):
+        torch.ops.lidplug.roi_perceptual_loss_backward(
+            torch.ones(3), diff, ROIS, SCALES, 2, 3, [32, 16], [32, 16], 2, False, "none", False,
+            False, torch.float32)

@@ -44,21 +44,23 @@ struct EmulatedExec {
   }
 };
 
-at::Tensor pool_emulated(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
-                         const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
-                         int64_t sampling_ratio, bool aligned) {
+Pooled pool_emulated(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
+                     const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
+                     int64_t sampling_ratio, bool aligned) {
   return bodies::launch_pool(EmulatedExec{max_blocks()}, features, ref, rois, info, pooled_h,
                              pooled_w, sampling_ratio, aligned);
 }
 
-std::vector<at::Tensor> pool_backward_emulated(const at::Tensor& grad, const at::Tensor& rois,
-                                               const LevelInfo& info, int64_t sampling_ratio,
-                                               bool aligned, bool deterministic) {
-  return bodies::launch_pool_backward(EmulatedExec{max_blocks()}, grad, rois, info,
+std::vector<at::Tensor> pool_backward_emulated(const at::Tensor& grad, const at::Tensor& scale,
+                                               const at::Tensor& rois, const LevelInfo& info,
+                                               int64_t sampling_ratio, bool aligned,
+                                               bool deterministic) {
+  return bodies::launch_pool_backward(EmulatedExec{max_blocks()}, grad, scale, rois, info,
                                       sampling_ratio, aligned, deterministic);
 }
 
-const Backend kEmulatedCudaBackend{&pool_emulated, &pool_backward_emulated};
+const Backend kEmulatedCudaBackend{&pool_emulated, &pool_backward_emulated,
+                                   at::MemoryFormat::Contiguous};
 
 }  // namespace
 

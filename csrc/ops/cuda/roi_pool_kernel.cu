@@ -57,23 +57,24 @@ struct CudaExec {
   }
 };
 
-at::Tensor pool_cuda(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
-                     const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
-                     int64_t sampling_ratio, bool aligned) {
+Pooled pool_cuda(at::TensorList features, at::TensorList ref, const at::Tensor& rois,
+                 const LevelInfo& info, int64_t pooled_h, int64_t pooled_w,
+                 int64_t sampling_ratio, bool aligned) {
   const c10::cuda::CUDAGuard guard(features[0].device());
   return bodies::launch_pool(CudaExec{at::cuda::getCurrentCUDAStream()}, features, ref, rois,
                              info, pooled_h, pooled_w, sampling_ratio, aligned);
 }
 
-std::vector<at::Tensor> pool_backward_cuda(const at::Tensor& grad, const at::Tensor& rois,
-                                           const LevelInfo& info, int64_t sampling_ratio,
-                                           bool aligned, bool deterministic) {
+std::vector<at::Tensor> pool_backward_cuda(const at::Tensor& grad, const at::Tensor& scale,
+                                           const at::Tensor& rois, const LevelInfo& info,
+                                           int64_t sampling_ratio, bool aligned,
+                                           bool deterministic) {
   const c10::cuda::CUDAGuard guard(grad.device());
-  return bodies::launch_pool_backward(CudaExec{at::cuda::getCurrentCUDAStream()}, grad, rois,
-                                      info, sampling_ratio, aligned, deterministic);
+  return bodies::launch_pool_backward(CudaExec{at::cuda::getCurrentCUDAStream()}, grad, scale,
+                                      rois, info, sampling_ratio, aligned, deterministic);
 }
 
-const Backend kCudaBackend{&pool_cuda, &pool_backward_cuda};
+const Backend kCudaBackend{&pool_cuda, &pool_backward_cuda, at::MemoryFormat::Contiguous};
 
 }  // namespace
 }  // namespace ops
