@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 
 
-def interleaved_medians(runners: dict[str, Callable[[], object]], rounds: int, warmup: int = 3,
-                        sync: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median seconds per call of each runner over ``rounds`` rounds after ``warmup`` rounds."""
+def interleaved_times(runners: dict[str, Callable[[], object]], rounds: int, warmup: int = 3,
+                      sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds of each runner's call in each of ``rounds`` rounds after ``warmup`` rounds."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(warmup + rounds):
         for name, run in runners.items():
@@ -21,6 +21,13 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], rounds: int, w
                 sync()
             if r >= warmup:
                 times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(runners: dict[str, Callable[[], object]], rounds: int, warmup: int = 3,
+                        sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median seconds per call of each runner over ``rounds`` rounds after ``warmup`` rounds."""
+    times = interleaved_times(runners, rounds, warmup, sync)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

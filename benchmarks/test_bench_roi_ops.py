@@ -1,7 +1,10 @@
 """ROI perceptual loss, forward + backward: fused op vs torchvision path vs pure-PyTorch reference.
 
 Run: ``pytest benchmarks/test_bench_roi_ops.py --benchmark-enable --benchmark-json=out.json``,
-then ``python benchmarks/report.py out.json`` prints the medians and the ratios per group.
+then ``python benchmarks/report.py out.json`` prints the medians and the ratios per group. On a
+shared CPU prefer ``python benchmarks/test_bench_roi_ops.py [ROUNDS] [THREADS ...]``: the CPU
+cases round-robin (see ``interleave.py``) at each thread count (default 1 and 2), with the
+per-round ratio's quartiles and the load average before and after.
 Shapes are those of ../shared/PERF.md and the core issue. ``extra_info`` carries the peak CUDA
 memory of one step (CUDA) or the bytes autograd keeps for backward (CPU, where no allocator
 statistics exist).
@@ -9,8 +12,13 @@ statistics exist).
 
 from __future__ import annotations
 
+import os
+import statistics
+import sys
+
 import pytest
 import torch
+from interleave import interleaved_times
 
 from lidplug import ops
 from lidplug.ops._reference import roi_perceptual_loss_reference
@@ -100,3 +108,39 @@ def test_roi_perceptual_loss_fwd_bwd(benchmark, case, impl):
             lambda: fn(feats, refs, boxes, rois, scales))
         # Few boxes take milliseconds, many boxes on the torchvision path near a second.
         benchmark.pedantic(step, rounds=20 if shape[-1] <= 8 else 5, warmup_rounds=2)
+
+
+def _step(fn, feats, refs, boxes, rois, scales):
+    def step():
+        loss = fn(feats, refs, boxes, rois, scales)
+        return torch.autograd.grad(loss, feats, allow_unused=True)
+    return step
+
+
+def _interleaved(rounds: int, thread_counts: list[int]) -> None:
+    """Fused vs torchvision (and the reference at few boxes), round-robin, per thread count."""
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for case, (device, *shape) in CASES.items():
+            if device != "cpu":
+                continue
+            names = [n for n in IMPLS if n != "reference" or shape[-1] <= 8]
+            runners = {n: _step(IMPLS[n], *_inputs(device, *shape)) for n in names}
+            n = rounds if shape[-1] <= 8 else max(rounds // 4, 5)
+            load = os.getloadavg()[0]
+            times = interleaved_times(runners, n, warmup=2)
+            ratios = sorted(t / f for t, f in zip(times["torchvision"], times["fused"],
+                                                  strict=True))
+            q1, q2, q3 = statistics.quantiles(ratios, n=4)
+            medians = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            print(f"{case} (B, C, image, levels, boxes/img = {shape}), {threads} thread(s), "
+                  f"{n} rounds, torch {torch.__version__}, load {load:.1f} -> "
+                  f"{os.getloadavg()[0]:.1f}: " + ", ".join(f"{k} {v:.2f} ms"
+                                                          for k, v in medians.items())
+                  + f"; torchvision / fused per round: median {q2:.2f} (quartiles {q1:.2f}-"
+                    f"{q3:.2f})")
+
+
+if __name__ == "__main__":
+    _interleaved(int(sys.argv[1]) if len(sys.argv) > 1 else 30,
+                 [int(t) for t in sys.argv[2:]] or [1, 2])

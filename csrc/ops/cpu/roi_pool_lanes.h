@@ -211,12 +211,22 @@ void gather(const BoxView<acc_t>& p, const scalar_t* f, const scalar_t* r, int64
   }
 }
 
-// The offsets of a sample's four corners in a box's buffer.
-template <typename acc_t>
-inline Corners<acc_t> buffer_corners(const Tap<acc_t>& ty, const Tap<acc_t>& tx, int nq) {
-  Corners<acc_t> c = corners(ty, tx, nq);
-  for (int j = 0; j < 4; ++j) c.offset[j] *= kLanes<acc_t>;
-  return c;
+// Calls fn(corners) for every sample point of bin (ph, pw) that falls on the map, with the
+// corners' offsets into the box's buffer.
+template <typename acc_t, typename Fn>
+inline void for_each_sample(const BoxView<acc_t>& p, int ph, int pw, const Fn& fn) {
+  const int gh = p.g.grid_h, gw = p.g.grid_w;
+  for (int iy = 0; iy < gh; ++iy) {
+    const Tap<acc_t>& ty = p.y[ph * gh + iy];
+    if (!ty.inside) continue;
+    for (int ix = 0; ix < gw; ++ix) {
+      const Tap<acc_t>& tx = p.x[pw * gw + ix];
+      if (!tx.inside) continue;
+      Corners<acc_t> c = corners(ty, tx, p.nq);
+      for (int j = 0; j < 4; ++j) c.offset[j] *= kLanes<acc_t>;
+      fn(c);
+    }
+  }
 }
 
 // PoolBlockFn (roi_pool_plan.h). The formula of roi_geometry.h's interpolate, on vectors.
@@ -229,25 +239,18 @@ acc_t pool_block(const BoxView<acc_t>& p, const scalar_t* f, const scalar_t* r, 
   } else {
     gather<false>(p, f, r, hw, nc, buf);
   }
-  const int gh = p.g.grid_h, gw = p.g.grid_w;
-  const Lanes<acc_t> count = splat(static_cast<acc_t>(gh * gw > 1 ? gh * gw : 1));
+  const int samples = p.g.grid_h * p.g.grid_w;
+  const Lanes<acc_t> count = splat(static_cast<acc_t>(samples > 1 ? samples : 1));
   Lanes<acc_t> squares = splat(acc_t(0));
   for (int ph = 0; ph < pooled_h; ++ph) {
     for (int pw = 0; pw < pooled_w; ++pw) {
       Lanes<acc_t> sum = splat(acc_t(0));
-      for (int iy = 0; iy < gh; ++iy) {
-        const Tap<acc_t>& ty = p.y[ph * gh + iy];
-        if (!ty.inside) continue;
-        for (int ix = 0; ix < gw; ++ix) {
-          const Tap<acc_t>& tx = p.x[pw * gw + ix];
-          if (!tx.inside) continue;
-          const Corners<acc_t> c = buffer_corners(ty, tx, p.nq);
-          sum += splat(c.weight[0]) * load(buf + c.offset[0]) +
-                 splat(c.weight[1]) * load(buf + c.offset[1]) +
-                 splat(c.weight[2]) * load(buf + c.offset[2]) +
-                 splat(c.weight[3]) * load(buf + c.offset[3]);
-        }
-      }
+      for_each_sample(p, ph, pw, [&](const Corners<acc_t>& c) {
+        sum += splat(c.weight[0]) * load(buf + c.offset[0]) +
+               splat(c.weight[1]) * load(buf + c.offset[1]) +
+               splat(c.weight[2]) * load(buf + c.offset[2]) +
+               splat(c.weight[3]) * load(buf + c.offset[3]);
+      });
       const Lanes<acc_t> v = sum / count;
       squares += v * v;
       acc_t* o = out + (int64_t(ph) * pooled_w + pw) * C;
@@ -273,8 +276,8 @@ void scatter_block(const BoxView<acc_t>& p, const acc_t* grad, acc_t scale, int6
   // than wait for each in turn.
   for (int b = 0; b < pooled_h * pooled_w; ++b) prefetch(grad + b * C);
   std::memset(buf, 0, sizeof(acc_t) * L * p.nr * p.nq);
-  const int gh = p.g.grid_h, gw = p.g.grid_w;
-  const Lanes<acc_t> count = splat(static_cast<acc_t>(gh * gw)), times = splat(scale);
+  const Lanes<acc_t> count = splat(static_cast<acc_t>(p.g.grid_h * p.g.grid_w));
+  const Lanes<acc_t> times = splat(scale);
   for (int ph = 0; ph < pooled_h; ++ph) {
     for (int pw = 0; pw < pooled_w; ++pw) {
       const acc_t* gb = grad + (int64_t(ph) * pooled_w + pw) * C;
@@ -285,19 +288,12 @@ void scatter_block(const BoxView<acc_t>& p, const acc_t* grad, acc_t scale, int6
         for (int j = 0; j < nc; ++j) g[j] = gb[j];
       }
       g = g * times / count;
-      for (int iy = 0; iy < gh; ++iy) {
-        const Tap<acc_t>& ty = p.y[ph * gh + iy];
-        if (!ty.inside) continue;
-        for (int ix = 0; ix < gw; ++ix) {
-          const Tap<acc_t>& tx = p.x[pw * gw + ix];
-          if (!tx.inside) continue;
-          const Corners<acc_t> c = buffer_corners(ty, tx, p.nq);
-          for (int j = 0; j < 4; ++j) {
-            acc_t* at = buf + c.offset[j];
-            store(at, load(at) + g * splat(c.weight[j]));
-          }
+      for_each_sample(p, ph, pw, [&](const Corners<acc_t>& c) {
+        for (int j = 0; j < 4; ++j) {
+          acc_t* at = buf + c.offset[j];
+          store(at, load(at) + g * splat(c.weight[j]));
         }
-      }
+      });
     }
   }
   const bool run = p.cols[p.nq - 1] - p.cols[0] + 1 == p.nq;
