@@ -163,8 +163,10 @@ LIDPLUG_HD Tap<T> axis_tap(T v, int size) {
 }
 
 // The four pixels one sample reads (offsets into its plane, rows of W) and their bilinear
-// weights. This is the one place the four-tap arithmetic is written: the CPU kernels and the
-// CUDA kernel bodies (roi_pool_bodies.h) all interpolate and scatter through it.
+// weights. This is the one place the four-tap arithmetic is written: the CUDA kernel bodies
+// (roi_pool_bodies.h) interpolate and scatter through it and the two functions below, and the
+// CPU bodies (cpu/roi_pool_lanes.h) take its corners and apply the same two formulas to vectors
+// of channels.
 template <typename T>
 struct Corners {
   int64_t offset[4];

@@ -106,7 +106,7 @@ def _jit_build() -> str:
 
 
 def _activate(path: str) -> None:
-    # The library registered the schemas and kernels; Python adds fake kernels and autograd.
+    # The library registered the schemas, kernels and autograd; Python adds the fake kernels.
     from lidplug.ops._register import register
 
     register()

@@ -1,8 +1,8 @@
-"""Autograd formulas and fake (meta) kernels of the C++ ops, registered with ``torch.library``.
+"""Fake (meta) kernels of the C++ ops, registered with ``torch.library``.
 
-The schemas and the CPU/CUDA kernels live in ``csrc/``; what Python adds here is what
-``torch.compile`` and autograd need: shape-only kernels to trace with, and the backward of each
-op as a call to its separately registered backward op.
+The schemas, the CPU/CUDA kernels and the autograd formulas (each forward op's backward is its
+registered backward op) live in ``csrc/``; what Python adds here is what ``torch.compile``
+needs: shape-only kernels to trace with.
 
 The fake kernels check what they can without tensor values (ranks, shapes, dtypes, devices,
 scales), as the C++ ops do: the dispatcher also picks them for a call where *one* input is a
@@ -77,65 +77,12 @@ def _fake_loss_backward(grad, diff, rois, spatial_scales, batch_size, channels, 
             for _ in range(n) for h, w in zip(heights, widths, strict=True)]
 
 
-def _pyramid_shape(features):
-    """(batch, channels, heights, widths): what a backward op needs to size the level grads."""
-    f = features[0]
-    return f.shape[0], f.shape[1], [t.shape[2] for t in features], [t.shape[3] for t in features]
-
-
-def _setup_pool(ctx, inputs, output):
-    features, rois, scales, _, _, sampling_ratio, aligned = inputs
-    ctx.save_for_backward(rois)
-    ctx.meta = (scales, *_pyramid_shape(features), sampling_ratio, aligned)
-    ctx.dtype = features[0].dtype
-
-
-def _backward_pool(ctx, grad):
-    (rois,) = ctx.saved_tensors
-    grads = torch.ops.lidplug.roi_pool_backward(
-        grad, rois, *ctx.meta, torch.are_deterministic_algorithms_enabled(), ctx.dtype)
-    return grads, None, None, None, None, None, None
-
-
-def _setup_loss(ctx, inputs, output):
-    features, _, rois, scales, _, _, sampling_ratio, aligned, reduction = inputs
-    _, diff = output
-    # Only the small pooled difference is kept: neither pyramid is needed for the backward.
-    ctx.save_for_backward(rois, diff)
-    ctx.mark_non_differentiable(diff)
-    # No zeros for the gradient of `diff` (never used): a tensor the size of the pooled output.
-    ctx.set_materialize_grads(False)
-    ctx.meta = (scales, *_pyramid_shape(features), sampling_ratio, aligned, reduction)
-    ctx.dtype = features[0].dtype
-    ctx.num_levels = len(features)
-
-
-def _backward_loss(ctx, grad, _grad_diff):
-    rois, diff = ctx.saved_tensors
-    # For a Tensor[] input autograd reports one flag per tensor.
-    need_features, need_ref = (any(f) if isinstance(f, (list, tuple)) else bool(f)
-                               for f in ctx.needs_input_grad[:2])
-    n = ctx.num_levels
-    none = [None] * n  # a Tensor[] input takes a list of gradients, even of Nones
-    if grad is None or not (need_features or need_ref):  # no gradient reached the loss
-        return none, none, None, None, None, None, None, None, None
-    grads = torch.ops.lidplug.roi_perceptual_loss_backward(
-        grad, diff, rois, *ctx.meta, torch.are_deterministic_algorithms_enabled(), need_ref,
-        ctx.dtype)
-    grad_features = grads[:n] if need_features else none
-    grad_ref = grads[n:] if need_ref else none
-    return grad_features, grad_ref, None, None, None, None, None, None, None
-
-
 def register() -> None:
-    """Attach fake kernels and autograd to ``torch.ops.lidplug.*`` (idempotent per process)."""
+    """Attach the fake kernels to ``torch.ops.lidplug.*`` (idempotent per process)."""
     if getattr(register, "done", False):
         return
     torch.library.register_fake(f"{_LIB}::roi_pool")(_fake_roi_pool)
     torch.library.register_fake(f"{_LIB}::roi_pool_backward")(_fake_roi_pool_backward)
     torch.library.register_fake(f"{_LIB}::_roi_perceptual_loss_forward")(_fake_loss_forward)
     torch.library.register_fake(f"{_LIB}::roi_perceptual_loss_backward")(_fake_loss_backward)
-    torch.library.register_autograd(f"{_LIB}::roi_pool", _backward_pool, setup_context=_setup_pool)
-    torch.library.register_autograd(f"{_LIB}::_roi_perceptual_loss_forward", _backward_loss,
-                                    setup_context=_setup_loss)
     register.done = True

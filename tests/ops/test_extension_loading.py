@@ -55,3 +55,30 @@ def test_ops_are_registered_right_after_import(tmp_path):
 
 def test_import_respects_disable_extension(tmp_path):
     assert "not-loaded" in _run(_DISABLED, tmp_path, LIDPLUG_DISABLE_EXTENSION="1")
+
+
+_LIBRARY_ALONE = """
+import sys
+import torch
+torch.ops.load_library(sys.argv[1])  # what a libtorch or TorchScript user loads: no lidplug
+f = [torch.randn(2, 3, 16, 16, requires_grad=True), torch.randn(2, 3, 8, 8, requires_grad=True)]
+ref = [torch.randn(2, 3, 16, 16), torch.randn(2, 3, 8, 8)]
+rois = torch.tensor([[0.0, 1.0, 1.0, 30.0, 20.0], [1.0, 2.0, 3.0, 9.0, 9.0]])
+loss = torch.ops.lidplug.roi_perceptual_loss(f, ref, rois, [0.5, 0.25])
+pooled = torch.ops.lidplug.roi_pool(f, rois, [0.5, 0.25], 3, 3, 2, False)
+(loss + pooled.sum()).backward()
+assert all(t.grad is not None for t in f) and f[0].grad.abs().sum() > 0
+print("autograd-in-library")
+"""
+
+
+def test_the_library_alone_carries_autograd(tmp_path):
+    # The backward formulas are registered in C++: a process that loads the library without
+    # importing lidplug trains through the ops too.
+    assert extension_available(), extension_error()
+    if library_path().startswith("jit:"):
+        pytest.skip("no prebuilt library to load on its own")
+    out = subprocess.run([sys.executable, "-c", _LIBRARY_ALONE, library_path()],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "autograd-in-library" in out.stdout
