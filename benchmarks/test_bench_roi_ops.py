@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 
 import pytest
 import torch
@@ -118,9 +119,13 @@ def _step(fn, feats, refs, boxes, rois, scales):
 
 
 def _interleaved(rounds: int, thread_counts: list[int]) -> None:
-    """Fused vs torchvision (and the reference at few boxes), round-robin, per thread count."""
+    """Fused vs torchvision (and the reference at few boxes), round-robin, per thread count:
+    wall time, and with one thread also the calling thread's CPU time."""
     for threads in thread_counts:
         torch.set_num_threads(threads)
+        clocks = {"wall": time.perf_counter}
+        if threads == 1:
+            clocks["thread CPU"] = time.thread_time
         for case, (device, *shape) in CASES.items():
             if device != "cpu":
                 continue
@@ -128,17 +133,18 @@ def _interleaved(rounds: int, thread_counts: list[int]) -> None:
             runners = {n: _step(IMPLS[n], *_inputs(device, *shape)) for n in names}
             n = rounds if shape[-1] <= 8 else max(rounds // 4, 5)
             load = os.getloadavg()[0]
-            times = interleaved_times(runners, n, warmup=2)
-            ratios = sorted(t / f for t, f in zip(times["torchvision"], times["fused"],
-                                                  strict=True))
-            q1, q2, q3 = statistics.quantiles(ratios, n=4)
-            medians = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            times = interleaved_times(runners, n, warmup=2, clocks=clocks)
             print(f"{case} (B, C, image, levels, boxes/img = {shape}), {threads} thread(s), "
                   f"{n} rounds, torch {torch.__version__}, load {load:.1f} -> "
-                  f"{os.getloadavg()[0]:.1f}: " + ", ".join(f"{k} {v:.2f} ms"
-                                                          for k, v in medians.items())
-                  + f"; torchvision / fused per round: median {q2:.2f} (quartiles {q1:.2f}-"
-                    f"{q3:.2f})")
+                  f"{os.getloadavg()[0]:.1f}:")
+            for clock, by_impl in times.items():
+                ratios = [t / f for t, f in zip(by_impl["torchvision"], by_impl["fused"],
+                                                strict=True)]
+                q1, q2, q3 = statistics.quantiles(ratios, n=4)
+                medians = {k: statistics.median(v) * 1e3 for k, v in by_impl.items()}
+                print(f"  {clock:10s} " + ", ".join(f"{k} {v:.2f} ms" for k, v in medians.items())
+                      + f"; torchvision / fused per round: median {q2:.2f} (quartiles {q1:.2f}-"
+                        f"{q3:.2f})")
 
 
 if __name__ == "__main__":
