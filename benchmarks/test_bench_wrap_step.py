@@ -14,7 +14,9 @@ through the detector every ``balance_every`` steps, reported separately):
 * ``wrapped``: one step of ``wrap(denoiser, detector)``: the same, plus what the wrapper does
   per step (input and target checks, the normal-dose backbone pass without grad, the hooks
   that catch the detector's features).
-* ``naive`` (small case only): the straightforward LIDnet step: the detector forward for its
+* ``reference``: the part of ``wrapped`` that ``minimal`` leaves out, alone: the normal-dose
+  images through the detector's transform and backbone without grad.
+* ``naive`` (not at clinical size): the straightforward LIDnet step: the detector forward for its
   loss, a second backbone pass for the perceptual features, and the ROI loss through
   torchvision's MultiScaleRoIAlign.
 
@@ -43,7 +45,7 @@ from lidplug.ops._torchvision_path import torchvision_roi_perceptual_loss
 
 CASES = {
     # name: (device, batch, image size, RED-CNN channels, detector, entries)
-    "cpu-redcnn96-r50fpn-2x512": ("cpu", 2, 512, 96, "r50", ("minimal", "wrapped")),
+    "cpu-redcnn96-r50fpn-2x512": ("cpu", 2, 512, 96, "r50", ("minimal", "wrapped", "reference")),
     "cpu-redcnn32-r18fpn-2x128": ("cpu", 2, 128, 32, "r18", ("minimal", "wrapped", "naive")),
     "cuda-redcnn96-r50fpn-8x512": ("cuda", 8, 512, 96, "r50", ("minimal", "wrapped", "naive")),
 }
@@ -76,9 +78,11 @@ def _steps(model, optimizer, low, clean, targets):
     boxes = [t["boxes"] for t in targets]
     # The images are of the detector's size: its transform does not resize them, so the boxes
     # and the levels' scales are those of the input.
-    with torch.no_grad():
-        reference = det.backbone(det.transform(list(adapt(clean).unbind(0)))[0].tensors)
-    ref_levels = [reference[k] for k in LEVELS]
+    def reference():
+        with torch.no_grad():
+            return det.backbone(det.transform(list(adapt(clean).unbind(0)))[0].tensors)
+
+    ref_levels = [reference()[k] for k in LEVELS]
 
     def minimal():
         optimizer.zero_grad(set_to_none=True)
@@ -115,7 +119,7 @@ def _steps(model, optimizer, low, clean, targets):
         loss.backward()
         optimizer.step()
 
-    return {"minimal": minimal, "wrapped": wrapped, "naive": naive}
+    return {"minimal": minimal, "wrapped": wrapped, "reference": reference, "naive": naive}
 
 
 def _case_steps(case: str):
@@ -129,7 +133,7 @@ def _case_steps(case: str):
     return {name: steps[name] for name in entries}
 
 
-@pytest.mark.parametrize("impl", ["minimal", "wrapped", "naive"])
+@pytest.mark.parametrize("impl", ["minimal", "wrapped", "reference", "naive"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_wrapped_training_step(benchmark, case, impl):
     device, *_, entries = CASES[case]
