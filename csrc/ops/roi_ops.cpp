@@ -175,9 +175,9 @@ Reduction parse_reduction(c10::string_view r) {
 }
 
 Pooled pooled_difference(const Backend& backend, at::TensorList features,
-                             at::TensorList ref_features, const at::Tensor& rois,
-                             at::ArrayRef<double> scales, int64_t ph, int64_t pw, int64_t sr,
-                             bool aligned, LevelInfo* info_out) {
+                         at::TensorList ref_features, const at::Tensor& rois,
+                         at::ArrayRef<double> scales, int64_t ph, int64_t pw, int64_t sr,
+                         bool aligned, LevelInfo* info_out) {
   check_pyramid(features, "features");
   check_pyramid(ref_features, "ref_features");
   TORCH_CHECK_VALUE(features.size() == ref_features.size(),

@@ -60,8 +60,8 @@ struct BoxPlan {
   bool touches_map() const { return !rows.empty() && !cols.empty(); }
   int64_t buffer_size() const { return int64_t(rows.size()) * cols.size() * kLanes<acc_t>; }
   BoxView<acc_t> view() const {
-    return {g,           H,           W,        static_cast<int>(rows.size()),
-            static_cast<int>(cols.size()), rows.data(), cols.data(), y.data(), x.data()};
+    const int nr = static_cast<int>(rows.size()), nq = static_cast<int>(cols.size());
+    return {g, H, W, nr, nq, rows.data(), cols.data(), y.data(), x.data()};
   }
 };
 

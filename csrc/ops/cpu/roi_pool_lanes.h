@@ -64,10 +64,10 @@ struct Lanes {
   T v[kLanes<T>];
   T& operator[](int i) { return v[i]; }
   T operator[](int i) const { return v[i]; }
-#define LIDPLUG_LANES_OP(op)                                              \
-  friend Lanes operator op(Lanes a, const Lanes& b) {                     \
-    for (int i = 0; i < kLanes<T>; ++i) a.v[i] = a.v[i] op b.v[i];       \
-    return a;                                                             \
+#define LIDPLUG_LANES_OP(op)                                        \
+  friend Lanes operator op(Lanes a, const Lanes& b) {               \
+    for (int i = 0; i < kLanes<T>; ++i) a.v[i] = a.v[i] op b.v[i]; \
+    return a;                                                       \
   }
   LIDPLUG_LANES_OP(+)
   LIDPLUG_LANES_OP(*)

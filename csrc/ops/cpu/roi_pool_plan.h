@@ -102,11 +102,13 @@ const LaneKernels* lane_kernels_avx512();
 
 // Defines lane_kernels_<isa>() in a variant's file, after roi_pool_lanes.h compiled isa_<isa>.
 #if LIDPLUG_X86_VARIANTS
-#define LIDPLUG_DEFINE_LANE_KERNELS(isa)                                            \
-  const ::lidplug::ops::LaneKernels* ::lidplug::ops::lane_kernels_##isa() {         \
-    return &::lidplug::ops::isa_##isa::kLaneKernels;                                \
+#define LIDPLUG_DEFINE_LANE_KERNELS(isa)                                    \
+  const ::lidplug::ops::LaneKernels* ::lidplug::ops::lane_kernels_##isa() { \
+    return &::lidplug::ops::isa_##isa::kLaneKernels;                        \
   }
 #else
-#define LIDPLUG_DEFINE_LANE_KERNELS(isa)                                            \
-  const ::lidplug::ops::LaneKernels* ::lidplug::ops::lane_kernels_##isa() { return nullptr; }
+#define LIDPLUG_DEFINE_LANE_KERNELS(isa)                                    \
+  const ::lidplug::ops::LaneKernels* ::lidplug::ops::lane_kernels_##isa() { \
+    return nullptr;                                                         \
+  }
 #endif
