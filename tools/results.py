@@ -227,7 +227,7 @@ def _verdict(values: list[float], higher: bool) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if len(values) < 2:
         return ""
-    from lidplug.pipeline import judge
+    from lidplug.metrics import judge
 
     verdict = judge(_t_interval(values), higher)
     return verdict if verdict == "not shown" else f"**{verdict}**"

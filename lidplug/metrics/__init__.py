@@ -18,7 +18,8 @@ observer (CHO), bootstrap intervals.
   ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
 * Intervals: :func:`bootstrap` (any statistic of a set of images), :func:`bootstrap_mean`
   (per-image values) and :func:`lesion_mean_statistic` (per-lesion values, resampled with their
-  images), seeded percentile bootstrap over images.
+  images), seeded percentile bootstrap over images; :func:`judge`, the verdict on a paired
+  difference's interval.
 
 Example (one method's row of a report)::
 
@@ -42,6 +43,7 @@ from lidplug.metrics.bootstrap import (
     BootstrapInterval,
     bootstrap,
     bootstrap_mean,
+    judge,
     lesion_mean_statistic,
 )
 from lidplug.metrics.froc import (
@@ -87,6 +89,7 @@ __all__ = [
     "froc",
     "froc_from_matches",
     "image_quality",
+    "judge",
     "laguerre_gauss_channels",
     "lesion_mean_statistic",
     "lesion_metrics",

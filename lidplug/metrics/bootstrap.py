@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BootstrapInterval", "bootstrap", "bootstrap_mean", "lesion_mean_statistic"]
+__all__ = ["BootstrapInterval", "bootstrap", "bootstrap_mean", "judge", "lesion_mean_statistic"]
 
 Statistic = Callable[[np.ndarray], float | Tensor | Mapping[str, float]]
 
@@ -259,3 +259,15 @@ def _per_item(values: np.ndarray | Tensor, shape: tuple[int, ...], name: str) ->
             f"got shape {v.shape}{'' if v.shape != shape else ' with NaN or inf (filter first)'}"
         )
     return v
+
+
+def judge(value: tuple[float, float, float], higher_is_better: bool) -> str:
+    """The verdict on a ``(mean, low, high)`` difference: ``"better"`` or ``"worse"`` when the
+    95% interval excludes 0 (in the metric's good or bad direction), else ``"not shown"``.
+
+    The one rule of every comparison (terminal, report, results pages): EVALUATION.md's "a
+    difference is shown only when its interval excludes 0"."""
+    _, low, high = value
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == higher_is_better else "worse"
+    return "not shown"

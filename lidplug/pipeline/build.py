@@ -9,7 +9,6 @@ models (:mod:`lidplug.zoo`) always are.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,29 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from lidplug.pipeline.resolve import resolve_callable, resolve_path
 from lidplug.pipeline.spec import ModelSpec
 from lidplug.zoo import pretrained_info, sha256_of
 
-__all__ = ["build_model", "resolve_callable", "resolve_path"]
+__all__ = ["build_model"]
 
 ROLES = ("denoiser", "detector")
-
-
-def resolve_callable(class_path: str, where: str):
-    """Import ``package.module.Name`` (a class or a function)."""
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name or not name:
-        raise ValueError(f"{where}.class_path: expected \"package.module.Name\", got "
-                         f"{class_path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"{where}.class_path: cannot import {module_name!r} ({err})") from None
-    target = getattr(module, name, None)
-    if target is None or not callable(target):
-        raise ValueError(f"{where}.class_path: expected a class or function {name!r} in "
-                         f"{module_name}, got {'nothing' if target is None else type(target)}")
-    return target
 
 
 def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
@@ -54,12 +37,6 @@ def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
         accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise ValueError(f"{where}.init_args: {err}; {getattr(factory, '__name__', factory)} "
                          f"accepts {accepted}") from None
-
-
-def resolve_path(path: str, folder: Path | None) -> Path:
-    """``path`` relative to the run file's folder (or as given when absolute / no folder)."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or folder is None else folder / p
 
 
 def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mapping[str, Any]:

@@ -178,6 +178,34 @@ def _lesion_means(table: Mapping[str, np.ndarray], n: int) -> dict:
     return out
 
 
+def _lesion_tables(held: HeldOut, images: Mapping[str, Tensor],
+                   twins: Mapping[str, Tensor] | None) -> dict[str, dict]:
+    """Per image set, the per-lesion table of :func:`lidplug.metrics.lesion_metrics`.
+
+    Phantoms: against the noise-free phantom. Hybrid slices: contrast recovery is exact, from
+    the known inserted signal: each set's response to the signal is its output on the slice
+    minus its output on the same slice without the signal and with the *same* noise
+    (``twins``: the sets' outputs on ``low - signal``, the inserted noise being a field added
+    to the slice), measured against the signal itself; lesion RMSE and CNR are of the output against the normal-dose slice. Real
+    annotated lesions: everything against the normal-dose slice (contrast kept).
+    """
+    inverse = held.window.inverse
+    if held.truth is not None:
+        return {name: lesion_metrics(inverse(x), held.truth, held.regions)
+                for name, x in images.items()}
+    normal = inverse(held.normal)
+    tables = {name: lesion_metrics(inverse(x), normal, held.regions)
+              for name, x in images.items()}
+    if held.signal is None or twins is None:
+        return tables
+    for name, x in images.items():
+        if name in twins:
+            exact = lesion_metrics(inverse(x) - inverse(twins[name]), held.signal, held.regions)
+            tables[name]["contrast_recovery"] = exact["contrast_recovery"]
+            tables[name]["contrast_hu"] = exact["contrast_hu"]
+    return tables
+
+
 def _nest(flat: Mapping[str, dict[str, float]]) -> dict:
     out: dict = {}
     for key, interval in flat.items():
@@ -221,10 +249,17 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     if held.noise_free is not None:
         images["noise_free"] = held.window(held.noise_free)
     per_slice = {name: _image_values(held, x, ev.window) for name, x in images.items()}
-    lesions = {}
-    if held.regions and held.truth is not None:
-        lesions = {name: lesion_metrics(held.window.inverse(x), held.truth, held.regions)
-                   for name, x in images.items()}
+    # Every set's output on the lesion-free twins, once: the model observer's lesion-absent
+    # images, and (hybrid slices, whose twins carry the same noise) the exact contrast.
+    twins = None
+    wants_twins = ev.model_observer or held.signal is not None
+    if held.lesion_free_low is not None and held.regions and wants_twins:
+        twins = {"low_dose": held.lesion_free_low,
+                 **{name: denoise(den, held.lesion_free_low, device)
+                    for name, den in denoisers.items()}}
+        if held.signal is not None:
+            twins["normal_dose"] = held.window(held.window.inverse(held.normal) - held.signal)
+    lesions = _lesion_tables(held, images, twins) if held.regions else {}
     detections: dict[str, dict[str, list]] = {}
     matches: dict[str, dict[str, list]] = {}
     jobs = [(obs, name) for obs in observers for name in images]
@@ -242,10 +277,8 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     if ev.model_observer and held.lesion_free_low is not None:
         from lidplug.pipeline.observer import MIN_LESIONS, ModelObserver
 
-        if len(held.regions) >= MIN_LESIONS:
-            absent = {"low_dose": held.lesion_free_low,
-                      **{name: denoise(den, held.lesion_free_low, device)
-                         for name, den in denoisers.items()}}
+        if len(held.regions) >= MIN_LESIONS and twins is not None:
+            absent = {k: v for k, v in twins.items() if k != "normal_dose"}
             model_observer = ModelObserver(held, images, absent)
             observer_note = model_observer.describe()
         else:
@@ -278,13 +311,57 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
                       froc_curves=curves, lesions=lesions)
 
 
+def _reference_text(held: HeldOut) -> str:
+    if held.truth is not None:
+        return ("noise-free phantom (rmse_hu, psnr, ssim); also its noise-free reconstruction "
+                "and the normal-dose slice, labelled")
+    if held.signal is not None:
+        return ("normal-dose hybrid slice: the real normal-dose slice with the nodules inserted "
+                "(it carries the scan's own noise, see noise); contrast recovery exact, from "
+                "the inserted signal")
+    if held.lesions == "real":
+        return ("normal-dose slice (real lesions as annotated, never inserted: contrast kept "
+                "and lesion RMSE against it)")
+    return "normal-dose slice (the only reference of real data)"
+
+
+def _noise_record(held: HeldOut) -> list[dict] | None:
+    """Per scan: its own noise level, the low-dose level aimed at and both as measured on the
+    held-out slices (:func:`lidplug.simulation.noise_level`), where the data records them."""
+    if not held.meta or "noise_hu" not in held.meta[0]:
+        return None
+    from lidplug.simulation import noise_level
+
+    rows: dict[str, dict] = {}
+    inverse = held.window.inverse
+    for k, meta in enumerate(held.meta):
+        row = rows.setdefault(meta["scan"], {
+            "patient": meta.get("patient"), "scan": meta["scan"],
+            "normal_dose_noise_hu": round(float(meta["noise_hu"]), 2),
+            "low_dose_noise_hu_target": round(float(meta["low_dose_noise_hu"]), 2),
+            "measured_normal": [], "measured_low": []})
+        spacing = meta["spacing"][1]
+        row["measured_normal"].append(noise_level(inverse(held.normal[k]), spacing))
+        row["measured_low"].append(noise_level(inverse(held.low[k]), spacing))
+    out = []
+    for row in rows.values():
+        for key in ("measured_normal", "measured_low"):
+            values = [v for v in row.pop(key) if np.isfinite(v)]
+            row[f"{key.replace('measured_', '')}_dose_noise_hu_measured"] = (
+                round(float(np.median(values)), 2) if values else None)
+        out.append(row)
+    return out
+
+
 def _protocol(spec: RunSpec, held: HeldOut, observers: list[str], comparator) -> dict:
     ev = spec.evaluate
-    phantom = held.truth is not None
+    noise = _noise_record(held)
     return {
-        "reference": ("noise-free phantom (rmse_hu, psnr, ssim); also its noise-free "
-                      "reconstruction and the normal-dose slice, labelled"
-                      if phantom else "normal-dose slice (the only reference of real data)"),
+        "reference": _reference_text(held),
+        **({"noise": noise, "noise_method": "global noise level (mode of the local SD in "
+            "6-mm windows of soft tissue, Christianson et al. 2015); low dose aims at the "
+            "scan's own level / sqrt(dose)"} if noise else {}),
+        "lesions": held.lesions if held.truth is None else "phantom",
         "rmse": "HU, inside the body (air outside the patient excluded)",
         "window": {"lo_hu": ev.window[0], "hi_hu": ev.window[1],
                    "data_range_hu": ev.window[1] - ev.window[0],

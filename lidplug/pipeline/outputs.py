@@ -8,17 +8,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lidplug.metrics import judge
 from lidplug.pipeline.data import HeldOut
 from lidplug.pipeline.evaluate import Evaluation
+from lidplug.pipeline.runfile import dump_run
 from lidplug.pipeline.spec import RunSpec
 from lidplug.pipeline.train import ArmResult
 
-__all__ = ["DETAILS_FILE", "METRICS_FILE", "REPORT_FILE", "format_summary", "judge",
-           "verdicts", "write_outputs"]
+__all__ = ["DETAILS_FILE", "METRICS_FILE", "REPORT_FILE", "format_summary", "verdicts",
+           "write_outputs"]
 
 METRICS_FILE = "metrics.json"
 DETAILS_FILE = "details.json"
 REPORT_FILE = "report.html"
+REAL_METRICS_FILE = "metrics-real-lesions.json"
+REAL_DETAILS_FILE = "details-real-lesions.json"
 
 #: (key, label, digits, higher is better) of the summary table and the verdicts.
 SUMMARY_COLUMNS = (
@@ -55,17 +59,6 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def judge(value: tuple[float, float, float], higher_is_better: bool) -> str:
-    """The verdict on a ``(mean, low, high)`` difference: ``"better"`` or ``"worse"`` when the
-    95% interval excludes 0 (in the metric's good or bad direction), else ``"not shown"``.
-
-    The one rule of every comparison (terminal, report, results pages)."""
-    _, low, high = value
-    if low > 0 or high < 0:
-        return "better" if (low > 0) == higher_is_better else "worse"
-    return "not shown"
-
-
 def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """For each paired difference and summary metric: ``(difference, metric, verdict)``
     (:func:`judge`)."""
@@ -82,19 +75,32 @@ def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def write_outputs(spec: RunSpec, out: Path, evaluation: Evaluation, held: HeldOut,
-                  arms: Mapping[str, ArmResult], *, report: bool = True) -> dict[str, Path]:
+                  arms: Mapping[str, ArmResult], *, report: bool = True,
+                  real: tuple[Evaluation, HeldOut] | None = None) -> dict[str, Path]:
     """Write ``metrics.json``, ``details.json`` (per-lesion values and FROC curves, for figures
-    and further analysis) and ``report.html`` into ``out``; returns their paths."""
+    and further analysis) and ``report.html`` into ``out``; with ``real`` (the evaluation of a
+    hybrid run's own annotated lesions) also ``metrics-real-lesions.json`` and
+    ``details-real-lesions.json``, and a section of the report. Returns their paths."""
     files = {"metrics": out / METRICS_FILE, "details": out / DETAILS_FILE}
-    files["metrics"].write_text(json.dumps(evaluation.metrics, indent=1) + "\n")
-    details = {"froc_curves": evaluation.froc_curves,
-               "lesions": {name: {k: v.tolist() for k, v in table.items()}
-                           for name, table in evaluation.lesions.items()},
-               "spacing_mm": spec.data.spacing}
-    files["details"].write_text(json.dumps(details, allow_nan=True) + "\n")
+    _write_evaluation(spec, evaluation, files["metrics"], files["details"])
+    if real is not None:
+        files["metrics_real"] = out / REAL_METRICS_FILE
+        files["details_real"] = out / REAL_DETAILS_FILE
+        _write_evaluation(spec, real[0], files["metrics_real"], files["details_real"])
     if report:
         from lidplug.report import build_report, write_report
 
-        files["report"] = write_report(build_report(spec, evaluation, held, arms),
-                                       out / REPORT_FILE)
+        files["report"] = write_report(
+            build_report(spec, evaluation, held, arms, description=dump_run(spec), real=real),
+            out / REPORT_FILE)
     return files
+
+
+def _write_evaluation(spec: RunSpec, evaluation: Evaluation, metrics: Path, details: Path
+                      ) -> None:
+    metrics.write_text(json.dumps(evaluation.metrics, indent=1) + "\n")
+    record = {"froc_curves": evaluation.froc_curves,
+              "lesions": {name: {k: v.tolist() for k, v in table.items()}
+                          for name, table in evaluation.lesions.items()},
+              "spacing_mm": spec.data.spacing}
+    details.write_text(json.dumps(record, allow_nan=True) + "\n")

@@ -6,11 +6,13 @@
   (``lidplug evaluate``).
 * :func:`run`: both (``lidplug demo`` runs the shipped ``runs/demo.toml``).
 * :func:`retrain_pretrained`: regenerates the shipped models a run starts from, with their own
-  run files (``lidplug demo --from-scratch``).
+  run files (``lidplug demo --from-scratch``); :func:`resolve_model_runs` trains the models a
+  run names as ``run = FILE`` (on the run's own data) before it starts.
 
 Output folder of a run::
 
     run.json            the resolved description, stage timings, versions
+    pretrained/<name>/  models the run trained first (``run = FILE`` models, --from-scratch)
     <arm>/latest.pt     checkpoint (both models, the step history); log.csv, history.json
     <arm>/denoiser.pt   the arm's denoiser alone, TorchScript (lidplug.load / torch.jit.load)
     metrics.json        one object per image set and per paired difference (see evaluate)
@@ -20,6 +22,7 @@ Output folder of a run::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import platform
 import sys
@@ -33,6 +36,7 @@ from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
+from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import ModelSpec, RunSpec
 from lidplug.pipeline.train import (
@@ -42,14 +46,17 @@ from lidplug.pipeline.train import (
     train_arm,
     wrap_options,
 )
-from lidplug.training import CHECKPOINT_NAME, load_checkpoint
+from lidplug.training import load_checkpoint
 from lidplug.training.distributed import resolve_device
 from lidplug.version import __version__
 from lidplug.wrapper import wrap
 
-__all__ = ["comparator", "evaluate", "observer_names", "retrain_pretrained", "run", "train"]
+__all__ = ["PRETRAINED_DIR", "comparator", "evaluate", "observer_names", "resolve_model_runs",
+           "retrain_pretrained", "run", "train"]
 
 RUN_FILE = "run.json"
+#: Where a run's pretraining runs (``run = FILE`` models, ``--from-scratch``) go, in its folder.
+PRETRAINED_DIR = "pretrained"
 
 
 def _say(progress: bool, text: str) -> None:
@@ -97,7 +104,8 @@ def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> 
 
 
 def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume: bool = False,
-          progress: bool = True) -> dict[str, ArmResult]:
+          progress: bool = True, pretrained: str | Path | None = None
+          ) -> dict[str, ArmResult]:
     """Train every arm of ``spec`` into ``out`` (see the module docstring).
 
     Args:
@@ -106,6 +114,8 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         folder: the run file's folder (relative paths in the run resolve against it).
         resume: continue each arm from its checkpoint when there is one.
         progress: progress bars and stage messages on stderr.
+        pretrained: where ``run = FILE`` models are trained and found (default
+            ``out/pretrained``; several runs on the same data may share one).
 
     Returns:
         Arm name -> :class:`~lidplug.pipeline.train.ArmResult`.
@@ -114,6 +124,9 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
     spec.train.device = str(resolve_device(spec.train.device))
     with _threads(spec):
         timings: dict[str, float] = {}
+        t = time.perf_counter()
+        resolve_model_runs(spec, folder, pretrained or out / PRETRAINED_DIR, progress=progress)
+        timings["pretrain"] = time.perf_counter() - t
         t = time.perf_counter()
         # Everything that can fail on a bad run file fails here, before any training.
         train_set = make_split(spec, "train", folder)
@@ -154,8 +167,12 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
 
 def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
              arms: dict[str, ArmResult] | None = None, split: str = "test",
-             progress: bool = True, report: bool = True) -> Evaluation:
+             progress: bool = True, report: bool = True,
+             pretrained: str | Path | None = None) -> Evaluation:
     """Score the arms of a run in ``out`` and write ``metrics.json`` (and ``report.html``).
+
+    With ``evaluate.real_lesions`` the split's own annotated lesions are scored too, apart
+    (``metrics-real-lesions.json`` and a section of the report).
 
     Args:
         spec: the run.
@@ -165,9 +182,11 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
         split: ``"test"``, or ``"validation"`` for choices made while developing a run.
         progress: progress bars and stage messages.
         report: also write ``report.html``.
+        pretrained: where ``run = FILE`` models are found (default ``out/pretrained``).
 
     Returns:
-        The :class:`~lidplug.pipeline.evaluate.Evaluation`.
+        The :class:`~lidplug.pipeline.evaluate.Evaluation` (of the inserted or phantom
+        lesions; the real lesions' is written, not returned).
     """
     from lidplug.pipeline.outputs import write_outputs
 
@@ -175,6 +194,7 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
     device = resolve_device(spec.train.device)
     with _threads(spec):
         t = time.perf_counter()
+        resolve_model_runs(spec, folder, pretrained or out / PRETRAINED_DIR, progress=progress)
         if arms is None:
             arms = {a.name: _load_arm(spec, out, a.name, folder) for a in spec.arms}
         observers = {name: build_model(obs, "detector", folder, where=f"evaluate.observers[{i}]")
@@ -185,13 +205,20 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
         held = held_out(spec, split, folder, progress=progress)
         cotrained = {a.name: arms[a.name].model.detector for a in spec.arms
                      if a.feedback and spec.arm_train(a).mode != "frozen"}
-        evaluation = score(spec, held, {n: r.model.denoiser for n, r in arms.items()},
-                           observers, cotrained=cotrained, comparator=comparator(spec),
-                           device=device, progress=progress)
+        denoisers = {n: r.model.denoiser for n, r in arms.items()}
+        evaluation = score(spec, held, denoisers, observers, cotrained=cotrained,
+                           comparator=comparator(spec), device=device, progress=progress)
+        real = None
+        if spec.evaluate.real_lesions:
+            _say(progress, f"evaluating on the real lesions of the {split} patients")
+            held_real = held_out(spec, split, folder, lesions="real", progress=progress)
+            real = (score(spec, held_real, denoisers, observers, cotrained=cotrained,
+                          comparator=comparator(spec), device=device, progress=progress),
+                    held_real)
         timings = {f"evaluate_{split}": time.perf_counter() - t}
         out.mkdir(parents=True, exist_ok=True)
         _record(out, spec, timings, f"evaluate_{split}")
-        write_outputs(spec, out, evaluation, held, arms, report=report)
+        write_outputs(spec, out, evaluation, held, arms, report=report, real=real)
     return evaluation
 
 
@@ -200,6 +227,86 @@ def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress:
     """:func:`train`, then :func:`evaluate` on the test slices."""
     arms = train(spec, out, folder, progress=progress)
     return arms, evaluate(spec, out, folder, arms=arms, progress=progress)
+
+
+# Settings that change where or how visibly a run trains, not what it learns.
+_NOT_WHAT = {"threads": None, "train": ("device", "progress", "out_dir", "checkpoint_every",
+                                        "log_every", "tensorboard", "num_workers")}
+
+
+def _what_trains(description: dict) -> dict:
+    """A run description without the settings that leave the trained model as it is."""
+    out = json.loads(json.dumps(description, default=str))
+    out.pop("threads", None)
+    for key in _NOT_WHAT["train"]:
+        out.get("train", {}).pop(key, None)
+    return out
+
+
+def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path,
+                  progress: bool) -> ModelSpec:
+    """Train ``sub`` into ``target`` unless a finished run of the same description is there;
+    the model of ``role`` it trains, as a spec reading the checkpoint."""
+    from lidplug.zoo import pretrained_info, sha256_of
+
+    record = target / RUN_FILE
+    wanted = _what_trains(dump_run(sub))
+    if record.is_file():
+        try:
+            done = json.loads(record.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{record}: expected the record of a pretraining run, got "
+                             f"unreadable JSON ({err})") from None
+        if _what_trains(done.get("run", {})) != wanted:
+            raise ValueError(f"{target}: holds a pretraining run of another description; "
+                             "remove the folder or choose another pretrained folder")
+    arm = sub.arms[0].name
+    checkpoint = checkpoint_of(target, arm)
+    finished = record.is_file() and "train" in json.loads(record.read_text()).get("stages", [])
+    if not (finished and checkpoint.is_file()):
+        _say(progress, f"pretraining {target.name!r} ({role}) into {target}")
+        train(sub, target, sub_folder, resume=checkpoint.is_file(), progress=progress)
+    model = sub.model_spec(role)
+    if model.pretrained is not None:
+        info = pretrained_info(model.pretrained)
+        table = {"class_path": info["class_path"], "init_args": dict(info["init_args"])}
+    else:
+        table = model.model
+    return ModelSpec(model=table, weights=str(checkpoint.resolve()),
+                     sha256=sha256_of(checkpoint), name=model.name or target.name)
+
+
+def resolve_model_runs(spec: RunSpec, folder: Path | None, pretrained: str | Path, *,
+                       progress: bool = True) -> RunSpec:
+    """Replace every model given as ``run = FILE`` (:class:`~lidplug.pipeline.ModelSpec`) by
+    the model that run trains, training it first where ``pretrained/<stem>/`` does not hold it.
+
+    The sub-run trains on this run's data: ``[data]`` (root resolved) and ``[simulation]``
+    replace its own, except its ``data.seed`` and ``data.train``; threads and device are this
+    run's. Returns ``spec`` changed in place.
+    """
+    def resolved(model: ModelSpec, role: str, where: str) -> ModelSpec:
+        if model.run is None:
+            return model
+        sub, sub_folder = load_run(resolve_path(model.run, folder))
+        root = spec.data.root if spec.data.root is None else str(
+            resolve_path(spec.data.root, folder).resolve())
+        sub.data = dataclasses.replace(spec.data, root=root, seed=sub.data.seed,
+                                       train=sub.data.train)
+        sub.simulation = spec.simulation
+        sub.threads, sub.train.device = spec.threads, spec.train.device
+        if len(sub.arms) != 1:
+            raise ValueError(f"{where}.run: expected a run file with one arm (the model it "
+                             f"trains), got {[a.name for a in sub.arms]} in {model.run}")
+        target = Path(pretrained) / Path(model.run).stem
+        trained = _trained_spec(sub, sub_folder, role, target, progress)
+        return dataclasses.replace(trained, name=model.name or trained.name)
+
+    spec.denoiser = resolved(spec.denoiser, "denoiser", "denoiser")
+    spec.detector = resolved(spec.detector, "detector", "detector")
+    spec.evaluate.observers = [resolved(o, "detector", f"evaluate.observers[{i}]")
+                               for i, o in enumerate(spec.evaluate.observers)]
+    return spec
 
 
 def retrain_pretrained(spec: RunSpec, out: str | Path, *, progress: bool = True) -> RunSpec:
@@ -217,14 +324,9 @@ def retrain_pretrained(spec: RunSpec, out: str | Path, *, progress: bool = True)
         sub, sub_folder = load_run(info["run"])
         sub.threads = spec.threads
         sub.train.device = spec.train.device
-        target = Path(out) / "pretrained" / model.pretrained
-        _say(progress, f"retraining the shipped model {model.pretrained!r} ({info['run'].name})")
-        train(sub, target, sub_folder, progress=progress)
-        arm = sub.arms[0].name
-        return ModelSpec(model={"class_path": info["class_path"],
-                                "init_args": dict(info["init_args"])},
-                         weights=str((target / arm / CHECKPOINT_NAME).resolve()),
-                         name=model.describe())
+        target = Path(out) / PRETRAINED_DIR / model.pretrained
+        return dataclasses.replace(_trained_spec(sub, sub_folder, role, target, progress),
+                                   name=model.describe())
 
     spec.denoiser = retrained(spec.model_spec("denoiser"), "denoiser")
     spec.detector = retrained(spec.model_spec("detector"), "detector")

@@ -6,7 +6,7 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
 
     threads = 2                       # CPU threads for torch (optional)
 
-    [data]                            # phantom (built in), deeplesion or paired_dicom
+    [data]                            # phantom (built in), hybrid, deeplesion or paired_dicom
     kind = "phantom"
     size = 96
     train = 256                       # slices per split
@@ -47,6 +47,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from lidplug.data import SOFT_TISSUE_HU, LesionSpec
@@ -56,7 +57,7 @@ from lidplug.wrapper import WrapConfig
 __all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec",
            "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec", "SimulationSpec"]
 
-DATA_KINDS = ("phantom", "deeplesion", "paired_dicom")
+DATA_KINDS = ("phantom", "hybrid", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
 _MAX_SLICES = 10**6
 
@@ -83,24 +84,30 @@ class DataSpec:
     """Where the slices come from and how they split into train / validation / test.
 
     Attributes:
-        kind: ``"phantom"`` (built-in synthetic slices, no download), ``"deeplesion"`` (NIH
+        kind: ``"phantom"`` (built-in synthetic slices, no download), ``"hybrid"`` (real CT
+            with real nodules inserted, :class:`lidplug.data.HybridDataset`: its patients,
+            nodules and insertion options go in ``options``), ``"deeplesion"`` (NIH
             DeepLesion, low dose simulated) or ``"paired_dicom"`` (AAPM-Mayo-style low/normal
             series).
-        root: the dataset folder (deeplesion, paired_dicom; relative paths: to the run file).
+        root: the dataset folder (hybrid: the data root its ``options.sources`` are relative
+            to; deeplesion, paired_dicom; relative paths: to the run file). Needed by every
+            kind but phantom, checked when the data is first read (so a shipped run file can
+            leave it to ``--data.root``).
         validation_root, test_root: paired_dicom only, the held-out patients' folders
             (DeepLesion splits by its own Train_Val_Test column).
         options: extra keyword arguments of the dataset class (checked at build time).
         size, spacing: phantom slice side in pixels and pixel size in mm.
-        train, validation, test: slices per split (phantom); for real data at most this many
-            (None: all).
-        seed: seed of the phantom streams; each split draws from its own stream, so the test
-            slices are never those anything was trained or tuned on.
+        train, validation, test: slices per split (phantom, hybrid); for real data at most this
+            many (None: all).
+        seed: seed of the phantom and hybrid streams; each split draws from its own stream, so
+            the test slices are never those anything was trained or tuned on (hybrid splits are
+            also by patient, fixed by ``options.sources``).
         lesions: phantom lesion sizes and contrasts.
         max_lesions, lesion_free_fraction: phantom lesions per slice, slices without lesions.
         cache: None keeps generated slices in memory; a folder caches them on disk.
     """
 
-    kind: Literal["phantom", "deeplesion", "paired_dicom"] = "phantom"
+    kind: Literal["phantom", "hybrid", "deeplesion", "paired_dicom"] = "phantom"
     root: str | None = None
     validation_root: str | None = None
     test_root: str | None = None
@@ -122,14 +129,11 @@ class DataSpec:
         _check_number("data", "spacing", self.spacing, 0.0, 100.0, low_open=True)
         for name in ("train", "validation", "test"):
             value = getattr(self, name)
-            if value is not None or self.kind == "phantom":
+            if value is not None or self.kind in ("phantom", "hybrid"):
                 _check_count("data", name, value)
         _check_count("data", "seed", self.seed, 0, 2**62)
         _check_count("data", "max_lesions", self.max_lesions, 1, 64)
         _check_number("data", "lesion_free_fraction", self.lesion_free_fraction, 0.0, 1.0)
-        if self.kind != "phantom" and self.root is None:
-            raise ValueError(f"data.root: expected the dataset folder for kind {self.kind!r}, "
-                             "got none")
         if isinstance(self.lesions, dict):  # a table given through the Python API
             self.lesions = LesionSpec(**self.lesions)
 
@@ -191,10 +195,18 @@ class ModelSpec:
             ``detector`` entry, by role), read with ``weights_only=True``; relative paths
             resolve against the run file. None: the model's own initialisation.
         sha256: expected SHA-256 of ``weights`` (hex); checked before loading when given.
-        name: the model's name in reports (default: the shipped name, else the class name).
+        name: the model's name in reports (default: the shipped name, the run file's name,
+            else the class name).
+        run: a run file (relative paths: to this run file) that trains this model: its first
+            arm's ``denoiser`` or ``detector`` (by role), trained on *this* run's data
+            (``[data]`` and ``[simulation]``, except the sub-run's own ``data.seed`` and
+            ``data.train``) before anything else, into ``<pretrained folder>/<file stem>/``
+            (default ``<out>/pretrained``), and reused from there by later commands and runs
+            with the same description (:mod:`lidplug.pipeline.pretrain`). Exclusive with
+            ``pretrained``, ``model`` and ``weights``.
 
-    An empty spec (neither ``pretrained`` nor ``model``) stands for the run's default (see
-    :class:`RunSpec`).
+    An empty spec (neither ``pretrained``, ``model`` nor ``run``) stands for the run's default
+    (see :class:`RunSpec`).
     """
 
     pretrained: str | None = None
@@ -202,6 +214,7 @@ class ModelSpec:
     weights: str | None = None
     sha256: str | None = None
     name: str | None = None
+    run: str | None = None
 
     def __post_init__(self) -> None:
         if self.pretrained is not None and (self.model is not None
@@ -209,6 +222,11 @@ class ModelSpec:
             raise ValueError("model: expected either pretrained = NAME or a [model] class_path "
                              f"(+ weights), got both (pretrained={self.pretrained!r}, "
                              f"weights={self.weights!r})")
+        if self.run is not None and (self.pretrained is not None or self.model is not None
+                                     or self.weights is not None):
+            raise ValueError(f"model: expected run = FILE alone (the model and its weights come "
+                             f"from that run), got it with pretrained/model/weights "
+                             f"(run={self.run!r})")
         if self.model is not None:
             self.model = _model_table(self.model)
         if self.sha256 is not None:
@@ -221,8 +239,9 @@ class ModelSpec:
 
     @property
     def is_set(self) -> bool:
-        """False for an empty spec (neither ``pretrained`` nor ``model``): the run's default."""
-        return self.pretrained is not None or self.model is not None
+        """False for an empty spec (no ``pretrained``, ``model`` or ``run``): the run's
+        default."""
+        return self.pretrained is not None or self.model is not None or self.run is not None
 
     @property
     def class_path(self) -> str | None:
@@ -231,7 +250,11 @@ class ModelSpec:
 
     def describe(self) -> str:
         """A short name for reports."""
-        return self.name or self.pretrained or str(self.class_path).rpartition(".")[2]
+        if self.name or self.pretrained:
+            return self.name or self.pretrained
+        if self.run is not None:
+            return Path(self.run).stem
+        return str(self.class_path).rpartition(".")[2]
 
 
 def _model_table(value) -> dict[str, Any]:
@@ -248,7 +271,7 @@ def _model_table(value) -> dict[str, Any]:
         raise ValueError(f"model.init_args: expected a table of arguments, got {args!r}")
     from jsonargparse import ArgumentParser
 
-    from lidplug.pipeline.build import resolve_callable
+    from lidplug.pipeline.resolve import resolve_callable
 
     target = resolve_callable(class_path, "model")
     parser = ArgumentParser(exit_on_error=False)
@@ -291,8 +314,12 @@ class EvaluateSpec:
             W400/L40; data range = its width).
         bootstrap: paired bootstrap replicates over slices (95% percentile intervals).
         model_observer: score lesion detectability with the channelized Hotelling observer
-            (phantoms: each test slice is also simulated without its lesions).
+            (phantoms and hybrid slices: each test slice is also simulated without its
+            lesions).
         examples: held-out slices shown in the report.
+        real_lesions: also score the held-out patients' own annotated lesions, never inserted
+            anywhere (``data.kind = "hybrid"``), apart from the main test set: written to
+            ``metrics-real-lesions.json`` and a section of the report.
     """
 
     observers: list[ModelSpec] = field(default_factory=list)
@@ -301,6 +328,7 @@ class EvaluateSpec:
     bootstrap: int = 1000
     model_observer: bool = True
     examples: int = 4
+    real_lesions: bool = False
 
     def __post_init__(self) -> None:
         # Defaults are resolved on use (observer_specs), never filled in here: jsonargparse

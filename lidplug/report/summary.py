@@ -1,6 +1,6 @@
 """The page's first lines: what was shown and what was not, in words, and the detection headroom.
 
-Verdicts come from :func:`lidplug.pipeline.judge`, the one rule of every comparison (a
+Verdicts come from :func:`lidplug.metrics.judge`, the one rule of every comparison (a
 difference is *shown* when its 95% paired interval excludes 0); this module only words them.
 The headroom rule is that of ``EVALUATION.md``: unless the observers find clearly more lesions
 on normal-dose than on low-dose slices (:data:`MIN_HEADROOM`), no denoiser can show a detection gain on the task.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.pipeline import judge
+from lidplug.metrics import judge
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     METRIC,

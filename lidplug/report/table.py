@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.pipeline import judge
+from lidplug.metrics import judge
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     EXTRA_METRICS,
