@@ -88,7 +88,7 @@ class HybridDataset(LesionDataset):
         sources: the patients' scans with their splits (:func:`lidplug.data.sources.parse_sources`).
         nodules: the LIDC nodule-crop folder (:func:`lidplug.data.nodules.read_nodules`).
         n: samples (``lesions="inserted"``; required); ``lesions="real"``: at most this many
-            annotated slices (None: all).
+            annotated slices, in scan order (None: all).
         dose: the simulated dose, a fraction of each scan's own.
         seed: base seed of placements, contrasts and noise.
         lesions: ``"inserted"`` or ``"real"``.

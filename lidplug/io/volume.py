@@ -80,19 +80,21 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # nibabel raises many types on damaged files
         raise OSError(f"{path}: cannot read as NIfTI ({err})") from None
-    header = image.header
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{path}: expected a 3-D volume, got shape {list(data.shape)}")
-    space_unit = header.get_xyzt_units()[0]
+    # The header as written: nibabel's loader replaces a zero pixdim by 1 (with a log line
+    # only), which would read a volume without voxel size as 1-mm voxels.
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(path) as f:
+        raw = type(image.header).from_fileobj(f, check=False)
+    space_unit = raw.get_xyzt_units()[0]
     scale = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3, "unknown": 1.0}.get(space_unit, 1.0)
-    zooms = [float(z) for z in header.get_zooms()[:3]]
-    if not all(z > 0 for z in zooms):
-        return data, _checked_spacing(path, None, f"pixdim {zooms}")
     # The voxel-to-world matrix gives each axis' true length (oblique volumes included); an
     # unknown space unit is read as mm, the convention of every CT converter.
-    axes = np.linalg.norm(np.asarray(image.affine)[:3, :3], axis=0) * scale
+    axes = np.linalg.norm(np.asarray(raw.get_best_affine())[:3, :3], axis=0) * scale
     return data, _checked_spacing(path, [float(a) for a in axes],
                                   f"axis lengths {[round(float(a), 6) for a in axes]}")
 

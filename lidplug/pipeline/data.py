@@ -68,8 +68,6 @@ def _real(spec: RunSpec, split: str, window: HUWindow, folder: Path | None,
         if sim.views is not None:
             options["simulate_kwargs"] = {**options.get("simulate_kwargs", {}),
                                           "views": sim.views}
-        if lesions == "real":
-            options["n"] = None
     elif data.kind == "deeplesion":
         root = resolve_path(data.root, folder)
         cls = DeepLesionDataset

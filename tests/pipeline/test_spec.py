@@ -64,7 +64,6 @@ def test_arm_overrides_and_plain_arms():
     ("[data]\nsize = -1\n", "data.size"),
     ("[data]\nsize = 'big'\n", "data.size"),
     ("[data]\nkind = 'mri'\n", "data.kind"),
-    ("[data]\nkind = 'deeplesion'\n", "data.root"),
     ("[train]\nrounds = 1e12\n", "rounds"),                          # a float for an int
     ("[train]\nrounds = 99999999999999999999\n", "rounds"),
     ("[train]\nrounds = 100000000\ndenoiser_steps = 100\n", "at most"),
