@@ -147,7 +147,7 @@ def test_real_nodule_inserted_keeps_its_profile_and_the_background():
     placed = placements([(signal, mask)], site_mask(background, volume.spacing),
                         np.random.default_rng(0))
     assert placed[0] is not None
-    hybrid, inserted, labels = insert(background, placed)
+    hybrid, _, labels = insert(background, placed)
     p = placed[0]
     assert torch.allclose((hybrid - background)[p.rows, p.cols][mask], nodule.signal[mask],
                           rtol=0, atol=1e-3)
