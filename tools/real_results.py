@@ -94,7 +94,7 @@ def validate(root: str, sets: list[str], threads: int | None, pretrained: Path) 
     images = {"low_dose": held.low, "normal_dose": held.normal,
               "pretrained": denoise(build_model(spec.denoiser, "denoiser", folder), held.low)}
     normal = held.window.inverse(held.normal)
-    record = {"set": sets, "pretrain_s": round(pretrain_s), "n_slices": len(held),
+    record = {"kind": "validation", "set": sets, "pretrain_s": round(pretrain_s), "n_slices": len(held),
               "n_lesions": sum(len(x["boxes"]) for x in held.targets),
               "threads": torch.get_num_threads(),
               "noise": [{k: r[k] for k in ("patient", "normal_dose_noise_hu",

@@ -15,6 +15,7 @@ DATA_ENV = "LIDPLUG_DATA"
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import os
     import time
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwall time {time.perf_counter() - start:.0f} s; wrote {out / 'report.html'}, "
           f"{out / 'metrics.json'}, {out / 'run.json'} and each arm's denoiser.pt")
     if spec.evaluate.real_lesions:
-        print(f"the held-out patients' own lesions: {out / 'metrics-real-lesions.json'} and a "
-              "section of the report")
+        real = json.loads((out / "metrics-real-lesions.json").read_text())
+        print("\nThe held-out patients' own tumours (never inserted):")
+        print(format_summary(real))
+        print(f"(also in {out / 'metrics-real-lesions.json'} and a section of the report)")
     return 0

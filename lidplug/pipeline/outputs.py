@@ -45,7 +45,8 @@ def _fmt(v: Mapping[str, float] | None, digits: int, signed: bool = False) -> st
 
 
 def format_summary(metrics: Mapping[str, Any]) -> str:
-    """A plain-text table: one row per image set and per paired difference."""
+    """A plain-text table: one row per image set and per paired difference; for real scans,
+    then each test scan's noise level, aimed at and measured."""
     rows = [["", *[c[1] for c in SUMMARY_COLUMNS]]]
     for name, m in metrics.items():
         if name in ("protocol", "headroom") or not isinstance(m, Mapping):
@@ -56,7 +57,17 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w)
                        for k, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
+    for row in metrics.get("protocol", {}).get("noise") or []:
+        lines.append(f"noise of {row['patient']} (HU, soft tissue): normal dose "
+                     f"{row['normal_dose_noise_hu']:.1f} (test slices "
+                     f"{_hu(row.get('normal_dose_noise_hu_measured'))}), low dose aimed at "
+                     f"{row['low_dose_noise_hu_target']:.1f} (test slices "
+                     f"{_hu(row.get('low_dose_noise_hu_measured'))})")
     return "\n".join(lines)
+
+
+def _hu(value) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
 
 
 def verdicts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:

@@ -129,6 +129,23 @@ _LESION_NOTE = (
     "lesions weighted by their true contrast. Lesion RMSE: inside each lesion's box dilated by "
     "2 px, averaged over lesions. Lesion CNR: the lesion's contrast over the noise (standard "
     "deviation) of its ring.")
+#: The contrast rule of hybrid slices and of real annotated lesions (see the evaluation).
+_LESION_NOTES = {
+    "inserted": (
+        "Lesion contrast recovery, exact from the known inserted signal: each image's response "
+        "to the nodule (the image minus the same image made from the slice without the nodule "
+        "and with the same noise; mean inside the nodule minus a ring around it) over the "
+        "inserted signal's own contrast; 1 is all of it kept, 0 a nodule blurred away; pooled "
+        "over nodules weighted by their contrast. Lesion RMSE: against the normal-dose slice, "
+        "inside each nodule's box dilated by 2 px. Lesion CNR: the nodule's contrast over the "
+        "noise of its ring, on the image itself."),
+    "real": (
+        "Contrast kept (the contrast-recovery column): the lesion's contrast against a ring "
+        "around it (mean inside the annotated mask, or the box where the source has boxes only, "
+        "minus the ring) over the same on the normal-dose slice: 1 keeps the normal dose's "
+        "contrast. Lesion RMSE: against the normal-dose slice inside each lesion's box dilated "
+        "by 2 px. Lesion CNR: its contrast over its ring's noise."),
+}
 _NO_LESION_NOTE = ("No lesion metrics: they need exact lesion masks and true contrasts "
                    "(phantoms).")
 _COTRAINED_NOTE = (
@@ -152,14 +169,15 @@ def _notes(metrics: Mapping[str, Any], window: str) -> list[str]:
         f"Reference: {escape(str(protocol.get('reference', '?')))}. RMSE: "
         f"{escape(str(protocol.get('rmse', 'HU, inside the body')))}. PSNR and SSIM on {window} "
         f"(PSNR {escape(str(win.get('psnr', '')))}, SSIM {escape(str(win.get('ssim', '')))}).",
-        _LESION_NOTE if any("lesion_contrast_recovery" in r for r in rows) else _NO_LESION_NOTE,
+        (_LESION_NOTES.get(str(protocol.get("lesions")), _LESION_NOTE)
+         if any("lesion_contrast_recovery" in r for r in rows) else _NO_LESION_NOTE),
         f"Observer CPM: mean sensitivity at {rates} false positives per image, averaged over the "
         f"{len(observers)} observers ({escape(', '.join(observers))}), detectors trained on "
         "normal-dose slices only and never updated by an arm; a hit is "
         f"{escape(str(protocol.get('hit_rule', '?')))}.",
         f"Model observer (CHO d\u2032): {escape(str(protocol.get('model_observer', '?')))}"
         + ("; scored on the low-dose input and the arms, the sets with a lesion-free twin (the "
-           "same slice simulated without its lesions)." if computed else "."),
+           "same slice without its lesions)." if computed else "."),
         *([_COTRAINED_NOTE] if any("cotrained_cpm" in r for r in rows) else []),
     ]
 
