@@ -38,7 +38,7 @@ from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
 from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
-from lidplug.pipeline.spec import ModelSpec, RunSpec
+from lidplug.pipeline.spec import DenoiserSpec, ModelSpec, RunSpec
 from lidplug.pipeline.train import (
     ArmResult,
     checkpoint_of,
@@ -272,8 +272,11 @@ def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path
         table = {"class_path": info["class_path"], "init_args": dict(info["init_args"])}
     else:
         table = model.model
-    return ModelSpec(model=table, weights=str(checkpoint.resolve()),
-                     sha256=sha256_of(checkpoint), name=model.name or target.name)
+    # The checkpoint holds the model as the sub-run trained it: adapted the same way.
+    adaptation = model.adaptation() if isinstance(model, DenoiserSpec) else {}
+    return type(model)(model=table, weights=str(checkpoint.resolve()),
+                       sha256=sha256_of(checkpoint), name=model.name or target.name,
+                       **adaptation)
 
 
 def resolve_model_runs(spec: RunSpec, folder: Path | None, pretrained: str | Path, *,
