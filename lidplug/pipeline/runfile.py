@@ -6,8 +6,8 @@ key's path in the message; the ``__post_init__`` checks of each dataclass add th
 model's ``class_path`` / ``init_args`` are checked against the class's own signature
 (:class:`~lidplug.pipeline.spec.ModelSpec`). Nothing here builds a model or reads data.
 
-Two things jsonargparse does not do are done here: overrides of keys inside a model table or
-``forward_kwargs`` (``--denoiser.model.init_args.out_chans 32``; jsonargparse reads a key of a
+Two things jsonargparse does not do are done here: overrides of keys inside a model table,
+``forward_kwargs`` or ``units`` (``--denoiser.model.init_args.out_chans 32``; jsonargparse reads a key of a
 plain table as the table's own), applied to the table the file gave; and the run file's folder
 and the working folder made importable (appended to ``sys.path``, after installed packages, so
 a file there never shadows one), so that a run file can name a class of the user's own module
@@ -91,7 +91,8 @@ def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None 
 
 
 # Overrides of a key inside a table jsonargparse holds as one value.
-_INSIDE = re.compile(r"--((?:denoiser|detector)\.(?:model|forward_kwargs))\.([\w.]+)")
+_INSIDE = re.compile(r"--((?:denoiser|detector)\.model|denoiser\.(?:forward_kwargs|units))"
+                     r"\.([\w.]+)")
 
 
 def _importable(folders: list[Path | None]) -> None:

@@ -303,7 +303,9 @@ class DenoiserSpec(ModelSpec):
 
     where: ClassVar[str] = "denoiser"
 
-    units: HUUnits | None = None
+    # Read as a plain table and made HUUnits here, so that a bad one is reported by HUUnits
+    # with its key (jsonargparse would report a dataclass's error inside a union's message).
+    units: dict | HUUnits | None = None
     forward_kwargs: dict = field(default_factory=dict)
     identity_start: bool = False
 
