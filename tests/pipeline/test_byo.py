@@ -189,3 +189,15 @@ class NeedsSigma(nn.Module):
 
     def forward(self, x, sigma):
         return x - sigma * self.conv(x)
+
+
+def test_monai_retinanet_from_a_run_file():
+    pytest.importorskip("monai")
+    from lidplug.detectors import MonaiRetinaNetDetector, adapter_for
+
+    spec, _ = load_run(None, ["--detector.model",
+                              '{"class_path": "lidplug.detectors.monai_retinanet", '
+                              '"init_args": {"num_classes": 1}}'])
+    detector = build_model(spec.detector, "detector")
+    assert isinstance(adapter_for(detector), MonaiRetinaNetDetector)
+    assert detector.num_classes == 1
