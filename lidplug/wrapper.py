@@ -360,8 +360,7 @@ def _adapted_denoiser(denoiser: nn.Module, window: HUWindow, units: Any,
     adapted = adapt_denoiser(denoiser, units=units, forward_kwargs=forward_kwargs,
                              identity_start=identity_start, window=window)
     if check:
-        check_denoiser(adapted, example_input, inner=denoiser,
-                       forward_kwargs=forward_kwargs or {})
+        check_denoiser(adapted, example_input)
     return adapted
 
 

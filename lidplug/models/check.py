@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from lidplug.data.transforms import HUWindow
-from lidplug.models.adapt import forward_parameters
+from lidplug.models._common import Standardized
+from lidplug.models.adapt import ForwardArgs, IdentityStart, forward_parameters
 
 __all__ = ["check_denoiser", "probe_batch"]
 
@@ -62,22 +63,31 @@ def _channel_hint(denoiser: nn.Module, channels: int) -> str:
     return ""
 
 
+def _innermost(denoiser: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The user's model inside lidplug's adapters, and the fixed arguments they pass it."""
+    given: list[str] = []
+    while isinstance(denoiser, Standardized | IdentityStart | ForwardArgs):
+        if isinstance(denoiser, ForwardArgs):
+            given += list(denoiser.kwargs)
+        denoiser = denoiser.module
+    return denoiser, given
+
+
 def _device_of(module: nn.Module) -> torch.device:
     tensor = next((t for t in (*module.parameters(), *module.buffers())), None)
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def check_denoiser(denoiser: nn.Module, example: Tensor | None = None, *,
-                   inner: nn.Module | None = None,
-                   forward_kwargs: Iterable[str] = ()) -> None:
+def check_denoiser(denoiser: nn.Module, example: Tensor | None = None) -> None:
     """Run ``denoiser`` once on ``example`` and refuse what training could not use.
+
+    Messages name the user's model (inside lidplug's adapters, if
+    :func:`~lidplug.models.adapt_denoiser` built any around it), whose ``forward`` must take
+    the image and the fixed arguments those adapters pass.
 
     Args:
         denoiser: the module training will call, ``Tensor[B, 1, H, W]`` in, the same out.
         example: the probe batch (default :func:`probe_batch` on the denoiser's device).
-        inner: the user's own model inside ``denoiser`` (its signature and layers are the ones
-            named in messages); default ``denoiser``.
-        forward_kwargs: names of the fixed extra arguments ``denoiser`` passes ``inner``.
 
     Raises:
         TypeError: ``forward`` needs arguments the call does not give, or the output is not a
@@ -85,7 +95,7 @@ def check_denoiser(denoiser: nn.Module, example: Tensor | None = None, *,
         ValueError: the call fails on the probe batch, or its output has another shape or
             device, or holds NaN/inf.
     """
-    inner = denoiser if inner is None else inner
+    inner, forward_kwargs = _innermost(denoiser)
     name = type(inner).__name__
     missing = _required_extra(inner, forward_kwargs)
     if missing:
