@@ -47,6 +47,8 @@ class ArmResult:
         history: per step the logged terms and ``phase``.
         seconds: wall time of the arm's training.
         folder: where its files are (None when nothing is written).
+        notes: what went wrong without stopping the training (a degenerate feedback term:
+            :mod:`lidplug.balance`), for the run's record, its log and its report.
     """
 
     name: str
@@ -54,6 +56,7 @@ class ArmResult:
     history: list[dict[str, float | str]] = field(default_factory=list)
     seconds: float = 0.0
     folder: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def starting_models(spec: RunSpec, folder: Path | None = None, *, weights: bool = True
@@ -99,11 +102,18 @@ def train_arm(spec: RunSpec, arm: ArmSpec, denoiser: nn.Module, detector: nn.Mod
     trainer.fit()
     seconds = time.perf_counter() - start
     model.cpu()
+    notes = feedback_notes(model)
     if folder is not None:
         (folder / HISTORY_NAME).write_text(json.dumps(trainer.history) + "\n")
         if export:
             _export_arm(model, folder, arm.name)
-    return ArmResult(arm.name, model, list(trainer.history), seconds, folder)
+    return ArmResult(arm.name, model, list(trainer.history), seconds, folder, notes)
+
+
+def feedback_notes(model: LesionAwareDenoiser) -> list[str]:
+    """The feedback terms the balancer found degenerate, one line each."""
+    found = {} if model.balancer is None else model.balancer.degenerate
+    return [f"the {term} feedback term was degenerate: {why}" for term, why in found.items()]
 
 
 def _export_arm(model: LesionAwareDenoiser, folder: Path, arm: str) -> Path:
