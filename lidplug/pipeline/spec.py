@@ -18,6 +18,9 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
 
     [denoiser]                        # a shipped pretrained model ...
     pretrained = "redcnn"
+    # units = { mean = -542.546, std = 502.185 }   # a third-party model's own units (HU),
+    # forward_kwargs = { sigma = 0.01 }           #   fixed forward arguments, identity start
+    # identity_start = true                       #   (DenoiserSpec)
     [detector]                        # ... or any class or function by import path
     weights = "detector.pt"           # a state dict or a 'lidplug train' checkpoint
     sha256 = "..."                    # optional check of that file

@@ -143,8 +143,16 @@ def _export_arm(model: LesionAwareDenoiser, folder: Path, arm: str) -> Path:
 
 
 def wrap_options(spec: RunSpec, arm: ArmSpec) -> dict:
-    """The keyword arguments of :func:`lidplug.wrap` for ``arm`` (``[wrap]`` with its overrides)."""
-    return dataclasses.asdict(spec.arm_wrap(arm))
+    """The keyword arguments of :func:`lidplug.wrap` for ``arm``: ``[wrap]`` with its overrides,
+    and the probe batch the denoiser is checked on, at the run's slice size where it is fixed
+    (phantoms; a model that takes only some sizes then fails before training, not at its first
+    step)."""
+    options = dataclasses.asdict(spec.arm_wrap(arm))
+    if spec.data.kind == "phantom":
+        from lidplug.models.check import probe_batch
+
+        options["example_input"] = probe_batch(spec.data.size)
+    return options
 
 
 def checkpoint_of(out: Path, arm: str) -> Path:
