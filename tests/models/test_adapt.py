@@ -8,6 +8,7 @@ import torch
 from tiny_detectors import faster_rcnn
 from torch import Tensor, nn
 
+import lidplug
 from lidplug import wrap
 from lidplug.data import HUWindow
 from lidplug.models import (
@@ -181,3 +182,23 @@ def test_check_leaves_the_mode_and_statistics_alone():
     # A model that takes only some sizes: probe with one of your slices.
     with pytest.raises(ValueError, match=r"Tensor\[1, 1, 16, 16\]"):
         check_denoiser(nn.Conv2d(1, 1, 17), torch.zeros(1, 1, 16, 16))
+
+
+class HalfNoise(nn.Module):
+    """A scriptable stand-in for a model trained in its own units: halves the deviation from
+    its units' zero (the mean HU it was trained on)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * x
+
+
+def test_units_travel_into_the_export_so_denoise_hu_stays_right(tmp_path):
+    model = wrap(HalfNoise(), faster_rcnn(), units=LDCT_BENCHMARK_UNITS)
+    lidplug.export(model, tmp_path / "d.pt")
+    deployed = torch.jit.load(str(tmp_path / "d.pt"))  # without lidplug
+    hu = torch.linspace(-1000.0, 1000.0, 32 * 32).view(1, 1, 32, 32)
+    mean = LDCT_BENCHMARK_UNITS.mean  # the model halves HU - mean, in its own units
+    torch.testing.assert_close(deployed.denoise_hu(hu), mean + 0.5 * (hu - mean), atol=0.05,
+                               rtol=0)
+    torch.testing.assert_close(lidplug.load(tmp_path / "d.pt").denoise_hu(hu),
+                               mean + 0.5 * (hu - mean), atol=0.05, rtol=0)
