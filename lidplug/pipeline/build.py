@@ -86,8 +86,7 @@ def _load_weights(model: nn.Module, adapted: nn.Module, spec: ModelSpec, path: P
                   where: str, sha256: str | None) -> None:
     """Weights for the model itself (another project's file), or for the adapted model (a
     ``lidplug train`` checkpoint of the same run, which holds the adapter's keys)."""
-    options = {"key": getattr(spec, "weights_key", None),
-               "strip_prefix": getattr(spec, "strip_prefix", None)}
+    options = {"key": spec.weights_key, "strip_prefix": spec.strip_prefix}
     state = _read_state(path, role, where, sha256, set(model.state_dict()), **options)
     if adapted is not model and set(state) != set(model.state_dict()):
         outer = _read_state(path, role, where, None, set(adapted.state_dict()), **options)
