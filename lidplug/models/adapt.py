@@ -174,17 +174,18 @@ class IdentityStart(nn.Module):
     loss, Adam at 1e-4, batch 4, one seed; RMSE in HU inside the body against the noise-free
     slice on 16 test slices, the noisy input 36.6 HU):
 
-    =====================  =========  ==============
-    model (examples/byo)   as it is   identity start
-    =====================  =========  ==============
-    ldct-benchmark CNN-10  124.0      34.5
-    deepinv DnCNN          75.6       36.3
-    MONAI BasicUNet        851.0      36.4
-    ldct-benchmark RED-CNN 35.0       26.0
-    =====================  =========  ==============
+    ======================  =========  ==============
+    model (examples/byo)    as it is   identity start
+    ======================  =========  ==============
+    ldct-benchmark CNN-10   124.0      34.5
+    deepinv DnCNN           75.6       36.3
+    MONAI BasicUNet         851.0      36.4
+    ldct-benchmark RED-CNN  35.0       26.0
+    ======================  =========  ==============
 
     As they are, the first three ended far worse than their noisy input; behind the gate each
-    ended below it, and RED-CNN, whose global residual starts it near the identity, gained too (lidplug's own models start as the identity by construction,
+    ended below it, and RED-CNN, whose global residual starts it near the identity, gained too
+    (lidplug's own models start as the identity by construction,
     :mod:`lidplug.models._common`). The gate helps a model start, it does not make 100 steps
     enough to train one: fine-tune longer, or start from the model's own trained weights.
 

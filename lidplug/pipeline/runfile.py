@@ -7,8 +7,9 @@ model's ``class_path`` / ``init_args`` are checked against the class's own signa
 (:class:`~lidplug.pipeline.spec.ModelSpec`). Nothing here builds a model or reads data.
 
 Two things jsonargparse does not do are done here: overrides of keys inside a model table,
-``forward_kwargs`` or ``units`` (``--denoiser.model.init_args.out_chans 32``; jsonargparse reads a key of a
-plain table as the table's own), applied to the table the file gave; and the run file's folder
+``forward_kwargs`` or ``units`` (``--denoiser.model.init_args.out_chans 32``; jsonargparse
+reads a key of a plain table as the table's own), applied to the table the file gave; and the
+run file's folder
 and the working folder made importable (appended to ``sys.path``, after installed packages, so
 a file there never shadows one), so that a run file can name a class of the user's own module
 beside it (``class_path = "my_models.Net"`` for ``my_models.py``).
