@@ -1,7 +1,9 @@
 """``wrap(denoiser, detector)``: any denoiser trained with lesion-detector feedback (LIDnet).
 
 The wrapped model is an ``nn.Module`` holding the user's two modules unchanged
-(``model.denoiser is denoiser``, ``model.detector is detector``):
+(``model.denoiser is denoiser``, ``model.detector is detector``; a denoiser given its own
+``units``, fixed ``forward_kwargs`` or ``identity_start`` sits inside the adapter
+:func:`lidplug.models.adapt_denoiser` builds, which is then ``model.denoiser``):
 
 * training mode, ``model(low, clean, targets)``: the LIDnet objective for the denoiser, a dict with
   ``loss`` (backpropagate this), ``output`` (the denoised batch) and the terms ``pixel``,
@@ -349,13 +351,33 @@ class LesionAwareDenoiser(nn.Module):
             self.train(self.training)
 
 
+def _adapted_denoiser(denoiser: nn.Module, window: HUWindow, units: Any,
+                      forward_kwargs: Mapping[str, Any] | None, identity_start: bool,
+                      example_input: Tensor | None, check: bool) -> nn.Module:
+    """The denoiser training calls (adapted to ``window`` units), tried once on a small batch."""
+    from lidplug.models import adapt_denoiser, check_denoiser
+
+    adapted = adapt_denoiser(denoiser, units=units, forward_kwargs=forward_kwargs,
+                             identity_start=identity_start, window=window)
+    if check:
+        check_denoiser(adapted, example_input)
+    return adapted
+
+
 def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter | None = None,
          input_adapter: nn.Module | None = None, window: HUWindow | None = None,
+         units: Any = None, forward_kwargs: Mapping[str, Any] | None = None,
+         identity_start: bool = False, example_input: Tensor | None = None, check: bool = True,
          **options: Any) -> LesionAwareDenoiser:
     """Wrap a denoiser and a lesion detector into one LIDnet-trainable module.
 
+    The denoiser is tried once on ``example_input`` (:func:`lidplug.models.check_denoiser`:
+    its ``forward`` signature, then the output's shape, dtype and values), so that one that
+    training could not use fails here with what to change.
+
     Args:
-        denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W].
+        denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W] (in
+            ``window`` units, or in its own ``units``).
         detector: a torchvision detection model (any builder of
             ``torchvision.models.detection``: Faster/Mask R-CNN, RetinaNet, FCOS, SSD, any
             backbone; Keypoint R-CNN with targets that carry ``keypoints``), MONAI's 2D
@@ -364,14 +386,34 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
         input_adapter: module mapping denoiser output to detector input; None =
             :class:`~lidplug.detectors.DetectorInput` with the default windows for the channel
             count the detector expects.
-        window: the normalisation the denoiser's units are in; None = ``HUWindow()``.
+        window: the normalisation the data (and the wrapped model's ``denoiser``) are in;
+            None = ``HUWindow()``.
+        units: the denoiser's own input units, when they are not ``window``'s: a
+            :class:`lidplug.models.HUUnits` or a table in HU, ``{"mean": m, "std": s}`` (the
+            model sees ``(HU - m) / s``) or ``{"window": (lo, hi)}`` (``lo..hi`` HU to 0..1);
+            e.g. :data:`lidplug.models.LDCT_BENCHMARK_UNITS` for ldct-benchmark's networks.
+        forward_kwargs: fixed keyword arguments of the denoiser's ``forward`` besides the image
+            (e.g. ``{"sigma": 0.05}`` for deepinv's DRUNet), in the denoiser's units.
+        identity_start: start the denoiser as the identity behind a zero-initialised gate
+            (:class:`lidplug.models.IdentityStart`), for a third-party model that does not.
+        example_input: the probe batch, Tensor[B, 1, H, W] in ``window`` units (default
+            1x1x64x64 water slices with noise); use one of your slices' size for a model that
+            takes only some sizes.
+        check: try the denoiser on the probe batch (False skips it).
         **options: fields of :class:`WrapConfig` (``pixel_loss``, ``det_weight``, ``roi_weight``,
             ``roi_source``, ``roi_levels``, ``roi_output_size``, ``roi_sampling_ratio``,
             ``num_proposals``, ``clip_boxes``, ``balance``, ``det_fraction``,
             ``roi_fraction``, ``balance_every``).
 
     Returns:
-        A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring).
+        A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring). Its
+        ``denoiser`` is ``denoiser`` itself, or, given ``units``, ``forward_kwargs`` or
+        ``identity_start``, the module :func:`lidplug.models.adapt_denoiser` builds around it
+        (so training, evaluation and :func:`lidplug.export` all see the same units).
+
+    Raises:
+        TypeError, ValueError: bad options, or a denoiser that fails its check (one message
+            naming what was expected and what came).
     """
     if not isinstance(denoiser, nn.Module):
         raise TypeError(f"denoiser: expected an nn.Module, got {type(denoiser).__name__}")
@@ -384,6 +426,8 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
     config = WrapConfig(**options)
     adapter = adapter if adapter is not None else adapter_for(detector)
     window = window if window is not None else HUWindow()
+    denoiser = _adapted_denoiser(denoiser, window, units, forward_kwargs, identity_start,
+                                 example_input, check)
     channels = adapter.input_channels(detector)
     if input_adapter is None:
         input_adapter = DetectorInput(channels=channels, units=window)

@@ -11,7 +11,8 @@
 
 Output folder of a run::
 
-    run.json            the resolved description, stage timings, versions
+    run.json            the resolved description, stage timings, versions, and the training's
+                        notes per arm (a degenerate feedback term, lidplug.balance)
     pretrained/<name>/  models the run trained first (``run = FILE`` models, --from-scratch)
     <arm>/latest.pt     checkpoint (both models, the step history); log.csv, history.json
     <arm>/denoiser.pt   the arm's denoiser alone, TorchScript (lidplug.load / torch.jit.load)
@@ -38,7 +39,7 @@ from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
 from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
-from lidplug.pipeline.spec import ModelSpec, RunSpec
+from lidplug.pipeline.spec import DenoiserSpec, ModelSpec, RunSpec
 from lidplug.pipeline.train import (
     ArmResult,
     checkpoint_of,
@@ -89,9 +90,12 @@ def observer_names(spec: RunSpec) -> list[str]:
     return names
 
 
-def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> None:
+def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str,
+            notes: dict[str, list[str]] | None = None) -> None:
     path = out / RUN_FILE
     record = json.loads(path.read_text()) if path.is_file() else {}
+    if notes is not None:  # a training stage's: replaces an earlier training's
+        record["notes"] = notes
     record.update({"run": dump_run(spec),
                    "versions": {"lidplug": __version__, "torch": torch.__version__,
                                 "python": platform.python_version()},
@@ -140,7 +144,10 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
             results[arm.name] = train_arm(spec, arm, denoiser, detector, train_set, out,
                                           resume=resume, progress=progress)
             timings[f"train_{arm.name}"] = results[arm.name].seconds
-        _record(out, spec, timings, "train")
+            for note in results[arm.name].notes:
+                _say(True, f"arm {arm.name!r}: {note}")
+        _record(out, spec, timings, "train",
+                notes={name: r.notes for name, r in results.items() if r.notes})
     return results
 
 
@@ -160,9 +167,11 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
                              "the checkpoint was trained with") from None
     model = wrap(denoiser, detector, **wrap_options(spec, spec.arm(name)))
     record = out / RUN_FILE  # the training's wall time, when 'lidplug train' recorded it
-    timings = json.loads(record.read_text()).get("timings_s", {}) if record.is_file() else {}
+    done = json.loads(record.read_text()) if record.is_file() else {}
+    timings = done.get("timings_s", {})
     return ArmResult(name, model, list(state.get("history", [])),
-                     float(timings.get(f"train_{name}", 0.0)), path.parent)
+                     float(timings.get(f"train_{name}", 0.0)), path.parent,
+                     list(done.get("notes", {}).get(name, [])))
 
 
 def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
@@ -272,8 +281,11 @@ def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path
         table = {"class_path": info["class_path"], "init_args": dict(info["init_args"])}
     else:
         table = model.model
-    return ModelSpec(model=table, weights=str(checkpoint.resolve()),
-                     sha256=sha256_of(checkpoint), name=model.name or target.name)
+    # The checkpoint holds the model as the sub-run trained it: adapted the same way.
+    adaptation = model.adaptation() if isinstance(model, DenoiserSpec) else {}
+    return type(model)(model=table, weights=str(checkpoint.resolve()),
+                       sha256=sha256_of(checkpoint), name=model.name or target.name,
+                       **adaptation)
 
 
 def resolve_model_runs(spec: RunSpec, folder: Path | None, pretrained: str | Path, *,

@@ -18,6 +18,9 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
 
     [denoiser]                        # a shipped pretrained model ...
     pretrained = "redcnn"
+    # units = { mean = -542.546, std = 502.185 }   # a third-party model's own units (HU),
+    # forward_kwargs = { sigma = 0.01 }           #   fixed forward arguments, identity start
+    # identity_start = true                       #   (DenoiserSpec)
     [detector]                        # ... or any class or function by import path
     weights = "detector.pt"           # a state dict or a 'lidplug train' checkpoint
     sha256 = "..."                    # optional check of that file
@@ -48,14 +51,16 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from lidplug.data import SOFT_TISSUE_HU, LesionSpec
+from lidplug.models.adapt import HUUnits
 from lidplug.training import TrainConfig
 from lidplug.wrapper import WrapConfig
 
 __all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec",
-           "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec", "SimulationSpec"]
+           "DataSpec", "DenoiserSpec", "DetectorSpec", "EvaluateSpec", "ModelSpec",
+           "ObserverSpec", "RunSpec", "SimulationSpec"]
 
 DATA_KINDS = ("phantom", "hybrid", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
@@ -191,9 +196,18 @@ class ModelSpec:
             jsonargparse checks ``init_args`` against its signature (unknown names, types) when
             the spec is made, and fills in the defaults; the model is built later, by
             :func:`lidplug.pipeline.build_model`, after the run's generators are seeded.
-        weights: a state dict file, or a ``lidplug train`` checkpoint (its ``denoiser`` or
-            ``detector`` entry, by role), read with ``weights_only=True``; relative paths
-            resolve against the run file. None: the model's own initialisation.
+            An argument may itself be such a table (``lidplug.models.Standardized`` around
+            your model, say): it is checked the same way and built first.
+        weights: a state dict file, a ``lidplug train`` checkpoint (its ``denoiser`` or
+            ``detector`` entry, by role) or another project's checkpoint (the containers
+            ``model_state_dict``, ``state_dict``, ``model``, ... and prefixes ``module.``, ...
+            that :func:`lidplug.deploy.load_weights` lists), read with ``weights_only=True``;
+            relative paths resolve against the run file. None: the model's own
+            initialisation.
+        weights_key: where the state dict is in ``weights`` (dotted for nested containers,
+            ``"ema.state_dict"``), for a layout not recognised.
+        strip_prefix: a prefix removed from every key of that state dict (e.g.
+            ``"generator."``), for a prefix not recognised.
         sha256: expected SHA-256 of ``weights`` (hex); checked before loading when given.
         name: the model's name in reports (default: the shipped name, the run file's name,
             else the class name).
@@ -209,33 +223,44 @@ class ModelSpec:
     (see :class:`RunSpec`).
     """
 
+    #: The spec's key in messages (``denoiser``, ``detector``); subclasses set their own.
+    where: ClassVar[str] = "model"
+
     pretrained: str | None = None
-    model: dict[str, Any] | None = None
+    # A plain dict, not dict[str, Any]: jsonargparse would build nested class_path tables of
+    # an Any-typed value when the file is read (before the run's generators are seeded).
+    model: dict | None = None
     weights: str | None = None
+    weights_key: str | None = None
+    strip_prefix: str | None = None
     sha256: str | None = None
     name: str | None = None
     run: str | None = None
 
     def __post_init__(self) -> None:
+        where = self.where
         if self.pretrained is not None and (self.model is not None
                                             or self.weights is not None):
-            raise ValueError("model: expected either pretrained = NAME or a [model] class_path "
-                             f"(+ weights), got both (pretrained={self.pretrained!r}, "
-                             f"weights={self.weights!r})")
+            raise ValueError(f"{where}: expected either pretrained = NAME or a [model] "
+                             f"class_path (+ weights), got both (pretrained="
+                             f"{self.pretrained!r}, weights={self.weights!r})")
         if self.run is not None and (self.pretrained is not None or self.model is not None
                                      or self.weights is not None):
-            raise ValueError(f"model: expected run = FILE alone (the model and its weights come "
-                             f"from that run), got it with pretrained/model/weights "
+            raise ValueError(f"{where}: expected run = FILE alone (the model and its weights "
+                             f"come from that run), got it with pretrained/model/weights "
                              f"(run={self.run!r})")
         if self.model is not None:
-            self.model = _model_table(self.model)
+            self.model = _model_table(self.model, f"{where}.model")
+        if self.weights is None and (self.weights_key is not None
+                                     or self.strip_prefix is not None):
+            raise ValueError(f"{where}: weights_key / strip_prefix given without weights")
         if self.sha256 is not None:
             text = self.sha256.lower()
             if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-                raise ValueError(f"model.sha256: expected 64 hex digits, got {self.sha256!r}")
+                raise ValueError(f"{where}.sha256: expected 64 hex digits, got {self.sha256!r}")
             self.sha256 = text
             if self.weights is None:
-                raise ValueError("model.sha256: given without weights to check")
+                raise ValueError(f"{where}.sha256: given without weights to check")
 
     @property
     def is_set(self) -> bool:
@@ -257,23 +282,102 @@ class ModelSpec:
         return str(self.class_path).rpartition(".")[2]
 
 
-def _model_table(value) -> dict[str, Any]:
+@dataclass
+class DenoiserSpec(ModelSpec):
+    """The denoiser: a :class:`ModelSpec` plus what puts a third-party model in lidplug's
+    units (:func:`lidplug.models.adapt_denoiser`)::
+
+        [denoiser]
+        units = { mean = -542.546, std = 502.185 }   # ldct-benchmark's (HU + 1024 - 481.454)
+        forward_kwargs = { sigma = 0.05 }            #   / 502.185; or window = [lo, hi] in HU
+        identity_start = true
+        [denoiser.model]
+        class_path = "ldctbench.methods.cnn10.network.Model"
+
+    Attributes:
+        units: the model's input units in HU (:class:`lidplug.models.HUUnits`): ``mean`` and
+            ``std`` (it sees ``(HU - mean) / std``) or ``window = [lo, hi]`` (``lo..hi`` HU to
+            0..1). None: it takes lidplug's window units.
+        forward_kwargs: fixed keyword arguments of its ``forward`` besides the image (in its
+            own units).
+        identity_start: start it as the identity behind a zero-initialised gate
+            (:class:`lidplug.models.IdentityStart`).
+    """
+
+    where: ClassVar[str] = "denoiser"
+
+    # Read as a plain table and made HUUnits here, so that a bad one is reported by HUUnits
+    # with its key (jsonargparse would report a dataclass's error inside a union's message).
+    units: dict | HUUnits | None = None
+    forward_kwargs: dict = field(default_factory=dict)
+    identity_start: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.units is not None:
+            try:
+                self.units = HUUnits.of(self.units)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"denoiser.{err}") from None
+        if not (isinstance(self.forward_kwargs, dict)
+                and all(isinstance(k, str) for k in self.forward_kwargs)):
+            raise ValueError(f"denoiser.forward_kwargs: expected a table of named arguments, got "
+                             f"{self.forward_kwargs!r}")
+        if (self.pretrained is not None or self.run is not None) and self.adaptation():
+            raise ValueError("denoiser: units, forward_kwargs and identity_start go with a "
+                             "[denoiser.model] class_path (a shipped model, or the one a run = "
+                             "FILE trains, brings its own)")
+
+    def adaptation(self) -> dict[str, Any]:
+        """The set ones of ``units``, ``forward_kwargs``, ``identity_start`` (keyword
+        arguments of :func:`lidplug.models.adapt_denoiser`)."""
+        given = {"units": self.units, "forward_kwargs": self.forward_kwargs or None,
+                 "identity_start": self.identity_start}
+        return {k: v for k, v in given.items() if v}
+
+
+@dataclass
+class DetectorSpec(ModelSpec):
+    """The feedback detector (a :class:`ModelSpec`; its messages say ``detector``)."""
+
+    where: ClassVar[str] = "detector"
+
+
+@dataclass
+class ObserverSpec(ModelSpec):
+    """An observer detector of the evaluation (a :class:`ModelSpec`)."""
+
+    where: ClassVar[str] = "evaluate.observers"
+
+
+def _is_table(value: Any) -> bool:
+    """A nested ``{class_path, init_args}`` table (an argument that is itself a model)."""
+    return isinstance(value, dict) and isinstance(value.get("class_path"), str)
+
+
+def _model_table(value, where: str = "model") -> dict[str, Any]:
     """``{class_path, init_args}`` checked against the class's (or function's) signature by
-    jsonargparse, with its defaults filled in; nothing is built."""
-    if not (isinstance(value, dict) and isinstance(value.get("class_path"), str)):
-        raise ValueError(f"model: expected {{class_path = \"package.module.Name\", init_args = "
-                         f"{{...}}}}, got {value!r}")
+    jsonargparse, with its defaults filled in; nested tables are checked the same way; nothing
+    is built."""
+    if not _is_table(value):
+        raise ValueError(f"{where}: expected {{class_path = \"package.module.Name\", init_args "
+                         f"= {{...}}}}, got {value!r}")
     unknown = sorted(set(value) - {"class_path", "init_args"})
     if unknown:
-        raise ValueError(f"model: unknown key(s) {unknown}; expected class_path and init_args")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected class_path and init_args")
     class_path, args = value["class_path"], value.get("init_args") or {}
     if not isinstance(args, dict):
-        raise ValueError(f"model.init_args: expected a table of arguments, got {args!r}")
+        raise ValueError(f"{where}.init_args: expected a table of arguments, got {args!r}")
+    # Nested tables are checked first, by their own signature (so that a message names their
+    # key), then once more as the outer argument's value (its annotation, e.g. nn.Module).
+    nested = {k: _model_table(v, f"{where}.init_args.{k}") for k, v in args.items()
+              if _is_table(v)}
+    args = {**args, **nested}
     from jsonargparse import ArgumentParser
 
     from lidplug.pipeline.resolve import resolve_callable
 
-    target = resolve_callable(class_path, "model")
+    target = resolve_callable(class_path, where)
     parser = ArgumentParser(exit_on_error=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -287,9 +391,9 @@ def _model_table(value) -> dict[str, Any]:
                                               fail_untyped=False)
             checked = parser.parse_object(args).clone(with_meta=False).as_dict()
         except Exception as err:  # jsonargparse's ArgumentError, or a signature it cannot read
-            raise ValueError(f"model.init_args of {class_path}: {' '.join(str(err).split())}") \
-                from None
-    return {"class_path": class_path, "init_args": checked}
+            raise ValueError(f"{where}.init_args of {class_path}: "
+                             f"{' '.join(str(err).split())}") from None
+    return {"class_path": class_path, "init_args": {**checked, **nested}}
 
 
 #: The shipped models a run uses where its file names none (defaults are filled in after
@@ -322,7 +426,7 @@ class EvaluateSpec:
             ``metrics-real-lesions.json`` and a section of the report.
     """
 
-    observers: list[ModelSpec] = field(default_factory=list)
+    observers: list[ObserverSpec] = field(default_factory=list)
     hit_rule: Literal["center", "iou"] = "center"
     window: tuple[float, float] = SOFT_TISSUE_HU
     bootstrap: int = 1000
@@ -347,7 +451,7 @@ class EvaluateSpec:
 
     def observer_specs(self) -> list[ModelSpec]:
         """The observers, or the shipped ones when none are named."""
-        return list(self.observers) or [ModelSpec(pretrained=n) for n in DEFAULT_OBSERVERS]
+        return list(self.observers) or [ObserverSpec(pretrained=n) for n in DEFAULT_OBSERVERS]
 
 
 @dataclass
@@ -393,8 +497,8 @@ class RunSpec:
 
     data: DataSpec = field(default_factory=DataSpec)
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
-    denoiser: ModelSpec = field(default_factory=ModelSpec)
-    detector: ModelSpec = field(default_factory=ModelSpec)
+    denoiser: DenoiserSpec = field(default_factory=DenoiserSpec)
+    detector: DetectorSpec = field(default_factory=DetectorSpec)
     wrap: WrapConfig = field(default_factory=WrapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
@@ -416,7 +520,9 @@ class RunSpec:
         spec = getattr(self, role)
         if spec.is_set:
             return spec
-        return ModelSpec(pretrained=DEFAULT_DENOISER if role == "denoiser" else DEFAULT_DETECTOR)
+        if role == "denoiser":
+            return DenoiserSpec(pretrained=DEFAULT_DENOISER)
+        return DetectorSpec(pretrained=DEFAULT_DETECTOR)
 
     def arm(self, name: str) -> ArmSpec:
         """The arm called ``name``."""

@@ -147,6 +147,50 @@ def test_denoiser_that_returns_no_tensor(tmp_path):
         export(Tuple(), tmp_path / "d.pt")
 
 
+class _Scale(torch.autograd.Function):
+    """A custom autograd Function (as ldct-benchmark's bilateral filter layer has)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad * w, (grad * x).sum().view(1)
+
+
+class _FilterLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return _Scale.apply(x, self.w)
+
+
+class _WithFunction(torch.nn.Module):
+    """The Function is called from a submodule: its trace is that submodule's graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.filter = _FilterLayer()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(self.filter(x))
+
+
+def test_a_custom_autograd_function_is_an_export_error_naming_it(tmp_path):
+    from lidplug.deploy import ExportError
+
+    with pytest.raises(ExportError, match=r"(?s)the trace calls the Python function '_Scale' .*"
+                                          r"try a \.pt2 path \(torch\.export\)"):
+        export(_WithFunction(), tmp_path / "d.pt")
+    assert not (tmp_path / "d.pt").exists()
+
+
 def test_exported_model_rejects_a_bad_input_shape(exported):
     # A ValueError from lidplug.load's module, not the TorchScript traceback of torch.jit.Error.
     model = load(exported)

@@ -107,7 +107,12 @@ def test_label_zero_is_background(model):
 
 
 def test_denoiser_that_changes_the_shape():
-    model = wrap(nn.Conv2d(1, 1, 3), faster_rcnn()).train()
+    # Refused once at wrap time (the probe batch) ...
+    with pytest.raises(ValueError, match=r"denoiser: expected Conv2d to return the input's shape "
+                                         r"\[1, 1, 64, 64\], got \[1, 1, 62, 62\]"):
+        wrap(nn.Conv2d(1, 1, 3), faster_rcnn())
+    # ... and still at every step when the check is skipped.
+    model = wrap(nn.Conv2d(1, 1, 3), faster_rcnn(), check=False).train()
     low, clean, targets = batch()
     with pytest.raises(ValueError, match=r"denoiser: expected an output of the input's shape "
                                          r"\(2, 1, 64, 64\), got \(2, 1, 62, 62\)"):
