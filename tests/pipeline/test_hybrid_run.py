@@ -45,7 +45,7 @@ def test_real_lung_run_end_to_end(tmp_path):
     for row in protocol["noise"]:  # each scan's own noise, the target and what was measured
         assert 4 < row["normal_dose_noise_hu"] < 25
         assert row["low_dose_noise_hu_target"] == pytest.approx(
-            row["normal_dose_noise_hu"] / 0.1**0.5, rel=0.01)
+            row["normal_dose_noise_hu"] / protocol["dose"] ** 0.5, rel=0.01)
     # Exact contrast from the known signal: the input keeps all of it, as the reference does.
     for name in ("low_dose", "normal_dose"):
         assert metrics[name]["lesion_contrast_recovery"]["mean"] == pytest.approx(1.0, abs=1e-5)
