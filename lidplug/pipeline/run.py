@@ -252,6 +252,17 @@ def _what_trains(description: dict) -> dict:
     return out
 
 
+def _same_training(wanted, recorded) -> bool:
+    """Whether two run descriptions train the same model. A key the recorded one lacks counts
+    as the same when the wanted value is a neutral default (None, False, empty): an option a
+    later lidplug added does not invalidate what an earlier one trained."""
+    if isinstance(wanted, dict) and isinstance(recorded, dict):
+        return all(_same_training(v, recorded[k]) if k in recorded
+                   else v in (None, False, {}, [], "") for k, v in wanted.items()) and all(
+            k in wanted for k in recorded)
+    return wanted == recorded
+
+
 def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path,
                   progress: bool) -> ModelSpec:
     """Train ``sub`` into ``target`` unless a finished run of the same description is there;
@@ -266,7 +277,7 @@ def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path
         except json.JSONDecodeError as err:
             raise ValueError(f"{record}: expected the record of a pretraining run, got "
                              f"unreadable JSON ({err})") from None
-        if _what_trains(done.get("run", {})) != wanted:
+        if not _same_training(wanted, _what_trains(done.get("run", {}))):
             raise ValueError(f"{target}: holds a pretraining run of another description; "
                              "remove the folder or choose another pretrained folder")
     arm = sub.arms[0].name
