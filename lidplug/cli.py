@@ -35,11 +35,16 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-def _dose(text: str) -> float:
+def _float(text: str) -> float:
+    """``text`` as a number; NaN, which fails every range check, when it is none."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = float("nan")
+        return float("nan")
+
+
+def _dose(text: str) -> float:
+    value = _float(text)
     if not 0 < value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(
             f"expected a fraction of the scan's dose in (0, 1], got {text!r}"
@@ -228,10 +233,7 @@ def _add_export(sub) -> None:
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _float(text)
     if not 0 < value < float("inf"):  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
