@@ -36,7 +36,8 @@ def _score(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.out}: expected an output folder, got an existing file")
     with user_errors():
         protocol = LCDProtocol(**_given(args, _PROTOCOL))
-        results = score_folder(args.root, protocol)
+        results = score_folder(args.root, protocol,
+                               progress=lambda line: print(f"lidplug lcd score: {line}"))
     with user_errors(f"cannot write {args.out}"):
         paths = write_results(results, args.out)
     _print_table(results)

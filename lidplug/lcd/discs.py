@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Disc", "find_discs"]
+__all__ = ["Disc", "find_discs", "phantom_mask"]
 
 _AIR_LIMIT_HU = -500.0  # the phantom is water-equivalent, outside is air (-1000 HU)
 _MIN_CONTRAST_HU = 0.5
@@ -60,6 +60,11 @@ class Disc:
         size = (f"{self.equivalent_diameter_px * spacing_mm:.1f} mm" if spacing_mm
                 else f"{self.equivalent_diameter_px:.1f} px")
         return f"{self.contrast_hu:g} HU, {size}"
+
+
+def phantom_mask(truth_hu: np.ndarray) -> np.ndarray:
+    """``bool[H, W]``: the phantom (water-equivalent) rather than the air around it."""
+    return np.asarray(truth_hu) > _AIR_LIMIT_HU
 
 
 def _toolbox_mask(truth: np.ndarray, plateau: float, near: np.ndarray,
@@ -95,7 +100,7 @@ def find_discs(truth_hu: np.ndarray, *, tolerance: float = 1.0) -> list[Disc]:
         raise ValueError(f"find_discs: expected a finite [H, W] image, got shape {truth.shape}")
     if not tolerance > 0:
         raise ValueError(f"find_discs: expected a positive tolerance, got {tolerance!r}")
-    phantom = truth > _AIR_LIMIT_HU
+    phantom = phantom_mask(truth)
     if not phantom.any():
         raise ValueError("find_discs: expected a phantom (pixels above -500 HU), got only air")
     background = float(np.median(truth[phantom]))

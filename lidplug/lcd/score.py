@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lidplug.lcd.discs import Disc, find_discs
+from lidplug.lcd.discs import Disc, find_discs, phantom_mask
 from lidplug.lcd.layout import ABSENT, PRESENT, find_recons, read_images, read_truth
 from lidplug.metrics import laguerre_gauss_channels, split_hotelling
 
@@ -307,7 +307,7 @@ def score_folder(root: str | os.PathLike, protocol: LCDProtocol = LCDProtocol(),
 def _check_offset(results: LCDResults, folder: Path, absent: np.ndarray,
                   truth: np.ndarray) -> None:
     """Note a background far from the truth's: the stored offset is probably not ``offset``."""
-    inside = truth > -500.0
+    inside = phantom_mask(truth)
     got, expected = float(np.median(absent[:, inside])), float(np.median(truth[inside]))
     if abs(got - expected) > _OFFSET_WARNING_HU:
         results.notes.append(
