@@ -163,5 +163,7 @@ def read_images(folder: Path, shape: tuple[int, int], offset: float) -> np.ndarr
             got = "x".join(map(str, array.shape[-2:])) if array.ndim >= 2 else str(array.shape)
             raise ValueError(f"{file}: expected images of {shape[0]}x{shape[1]} pixels (the "
                              f"ground truth's), got {got}")
-        stacks.append(array.astype(np.float32) - np.float32(offset))
+        stack = array.astype(np.float32)
+        stack -= np.float32(offset)
+        stacks.append(stack)
     return np.concatenate(stacks)

@@ -52,6 +52,7 @@ SEED_RANGE = 100_000
 _PERCENTILES = (2.5, 97.5)
 #: A signal-absent background this far from the truth's means the offset is probably wrong.
 _OFFSET_WARNING_HU = 100.0
+_OFFSET_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,9 @@ def _check_offset(results: LCDResults, folder: Path, absent: np.ndarray,
                   truth: np.ndarray) -> None:
     """Note a background far from the truth's: the stored offset is probably not ``offset``."""
     inside = phantom_mask(truth)
-    got, expected = float(np.median(absent[:, inside])), float(np.median(truth[inside]))
+    # A few images tell the background as well as hundreds do, at a fraction of the cost.
+    got = float(np.median(absent[:_OFFSET_IMAGES, inside]))
+    expected = float(np.median(truth[inside]))
     if abs(got - expected) > _OFFSET_WARNING_HU:
         results.notes.append(
             f"{folder}: the images' background is {got:.0f} HU where the ground truth's is "
