@@ -245,7 +245,9 @@ def render() -> str:
     lines = ["# Results: plain vs LIDnet-wrapped denoisers, on phantoms and on real anatomy",
              "", "Two studies: the built-in phantoms (this page's first part) and real chest CT "
              "with real nodules and tumours ([Real anatomy](#real-anatomy-real-chest-ct-with-"
-             "real-lidc-nodules-hybrid-and-real-tumours), the last part).", "",
+             "real-lidc-nodules-hybrid-and-real-tumours), the last part). The FDA's low-contrast "
+             "detectability test of plain and LIDnet denoisers is on its own page, "
+             "[LCD.md](LCD.md).", "",
              "Regenerate: `python tools/results.py run grid`, `python tools/results.py run "
              "ablation`, then `python tools/results.py render` (raw results: "
              "`docs/results/runs.jsonl`, one line per run, each with its whole `metrics.json`). "

@@ -10,7 +10,8 @@ observer (CHO), bootstrap intervals.
   RMSE, CNR per lesion).
 * Model observer (:mod:`lidplug.metrics.observer`): :func:`channelized_hotelling` with
   :func:`laguerre_gauss_channels` (SKE detectability ``d'`` and AUC, two-fold cross-validated by
-  default); :func:`observer_statistic` bootstraps it over ROI pairs.
+  default); :func:`observer_statistic` bootstraps it over ROI pairs; :func:`split_hotelling`
+  is one train/test "reader" of the FDA LCD-CT toolbox's protocol (:mod:`lidplug.lcd`).
 * Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
   CPM, ``criterion="iou"``, ``"iobb"`` or ``"center"``) and :func:`mean_average_precision`
   (COCO mAP@0.5 via torchmetrics/pycocotools). Both take torchvision-style per-image lists:
@@ -70,6 +71,7 @@ from lidplug.metrics.observer import (
     channelized_hotelling,
     laguerre_gauss_channels,
     observer_statistic,
+    split_hotelling,
 )
 
 __all__ = [
@@ -99,5 +101,6 @@ __all__ = [
     "observer_statistic",
     "psnr",
     "rmse_hu",
+    "split_hotelling",
     "ssim",
 ]
