@@ -227,3 +227,19 @@ def test_evaluate_and_export_refuse_wrong_checkpoint_files(trained, tmp_path, ca
                  str(target)]) == 2
     error_line(capsys)
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export"])
+def test_a_run_file_cannot_run_shell_commands(tmp_path, capsys, monkeypatch, command):
+    """Regression: [denoiser.model] class_path = "os.system" ran its init_args' command."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "evil.toml"
+    config.write_text(TINY.read_text().replace(
+        'class_path = "lidplug.models.REDCNN"\ninit_args = { channels = 4 }',
+        "class_path = 'os.system'\ninit_args = { command = 'touch MARKER' }"))
+    argv = {"train": ["train", "--config", str(config)],
+            "evaluate": ["evaluate", "--config", str(config)],
+            "export": ["export", "x.pt", "--config", str(config), "--checkpoint", str(config)]}
+    assert main(argv[command]) == 2
+    assert "nn.Module subclass" in error_line(capsys)
+    assert not (tmp_path / "MARKER").exists()

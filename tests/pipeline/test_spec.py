@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from lidplug.pipeline import DEMO_RUN, ModelSpec, RunSpec, dump_run, load_run
 from lidplug.zoo import RUNS
@@ -136,3 +137,41 @@ def test_dump_is_plain_data():
     data = json.loads(json.dumps(dump_run(spec)))
     assert data["denoiser"]["model"]["class_path"] == "lidplug.models.REDCNN"
     assert data["arms"][0]["name"] == "baseline"
+
+
+# A run file is read before anything runs; a class_path must name something that makes a
+# module, decided from the class or the function's return annotation, never by calling it.
+def annotated_builder(width: int = 1) -> "torch.nn.Module":  # a string, as under
+    return torch.nn.Conv2d(1, 1, width)                         # "from __future__ import ..."
+
+
+def unannotated_builder(width: int = 1):
+    return torch.nn.Conv2d(1, 1, width)
+
+
+@pytest.mark.parametrize(("class_path", "args"), [
+    ("os.system", "{ command = 'touch MARKER' }"),
+    ("subprocess.getoutput", "{ cmd = 'touch MARKER' }"),
+    ("subprocess.call", "{ args = 'touch MARKER' }"),
+    ("builtins.eval", "{}"),
+    (f"{__name__}.unannotated_builder", "{}"),
+])
+def test_class_path_runs_nothing_but_module_makers(tmp_path, monkeypatch, class_path, args):
+    """Regression: class_path = "os.system" with init_args = { command = ... } ran the command
+    (train, export and evaluate) before the result was found not to be a module."""
+    monkeypatch.chdir(tmp_path)
+    text = f"[denoiser.model]\nclass_path = '{class_path}'\ninit_args = {args}\n"
+    with pytest.raises(ValueError, match=r"class_path: expected an nn\.Module subclass"):
+        load_run(_write(tmp_path, text))
+    with pytest.raises(ValueError, match=r"nn\.Module subclass"):
+        ModelSpec(model={"class_path": class_path, "init_args": {}})
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_module_classes_and_annotated_builders_are_accepted(tmp_path):
+    for class_path in ("lidplug.models.REDCNN", "torch.nn.Identity",
+                       "lidplug.detectors.lesion_fcos",
+                       "torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn",
+                       f"{__name__}.annotated_builder"):
+        spec = ModelSpec(model={"class_path": class_path, "init_args": {}})
+        assert spec.class_path == class_path
