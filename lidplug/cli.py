@@ -133,8 +133,11 @@ def _add_demo(sub) -> None:
         ),
     )
     _run_options(p, required=False,
-                 out_help="output folder (default: ./lidplug-demo, ./lidplug-real-lung; its "
-                          "files are replaced)")
+                 out_help="output folder (default: ./lidplug-demo, ./lidplug-real-lung); a "
+                          "folder an earlier demo made is replaced, any other non-empty one "
+                          "only with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out even if another command made it")
     p.add_argument("--run", choices=("demo", "real-lung"), default="demo",
                    help="which shipped run: 'demo' (phantoms, default) or 'real-lung' (real "
                         "chest CT with real LIDC nodules inserted, and the held-out patients' "

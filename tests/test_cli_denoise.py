@@ -169,3 +169,22 @@ def test_a_full_disk_while_writing(models, series, tmp_path, capsys, monkeypatch
     assert "cannot write slice 2 of 3 (No space left on device); the 1 file(s) written before it are complete" in line
     assert sorted(p.name for p in out.iterdir()) == ["0001.dcm"]  # no half file, no temporary one
     assert pydicom.dcmread(out / "0001.dcm").pixel_array.shape == (128, 128)
+
+
+def test_overwrite_leaves_no_slice_of_the_series_before(models, tmp_path, capsys):
+    """Regression: 'denoise --overwrite' into a folder holding a longer series left its last
+    slices beside the new ones (two series in one folder)."""
+    from lidplug.io import read_dicom
+
+    if not CT_SMALL.is_file():
+        pytest.skip("CT_small.dcm is not shipped with the installed pydicom")
+    long, short = ct_small_series(tmp_path / "long", 5), ct_small_series(tmp_path / "short", 2)
+    out = tmp_path / "out"
+    assert _denoise(long, out, models / "redcnn.pt") == 0
+    (out / "notes.txt").write_text("not a slice: kept")
+    assert _denoise(short, out, models / "redcnn.pt", "--overwrite") == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["0001.dcm", "0002.dcm", "notes.txt"]
+    with pytest.warns(UserWarning, match="notes.txt"):  # read, and skipped: not a slice
+        image, meta = read_dicom(out)
+    assert image.shape[0] == 2 and len({str(d.SeriesInstanceUID) for d in meta.datasets}) == 1

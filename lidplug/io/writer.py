@@ -12,6 +12,7 @@ import contextlib
 import copy
 import math
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +69,7 @@ _LO_MAX = 64  # characters of a LO value (SeriesDescription)
 _AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _UINT16_MAX = 65535
 _AIR_INTERCEPT = -1024.0  # conventional CT intercept: uint16 0 is just below air
+_SLICE_NAME = re.compile(r"[0-9]{4,}\.dcm")  # 0001.dcm, 0002.dcm, ...: what write_dicom writes
 
 
 def write_dicom(
@@ -98,7 +100,8 @@ def write_dicom(
         out: Output folder (created if missing); files are named ``0001.dcm``, ``0002.dcm``...
         description: Appended to SeriesDescription (the source's part is cut to keep it
             within 64 characters) and used as DerivationDescription.
-        overwrite: Replace existing files in ``out``. Source files are never replaced.
+        overwrite: Replace existing files in ``out``: the slices of a series written there
+            before (``NNNN.dcm``) are all removed first. Source files are never replaced.
 
     Returns:
         The written paths, one per slice.
@@ -121,6 +124,8 @@ def write_dicom(
     width = max(4, len(str(len(meta))))
     targets = [out / f"{i + 1:0{width}d}.dcm" for i in range(len(meta))]
     _check_targets(targets, meta, overwrite)
+    if overwrite:
+        _remove_series_files(out, meta)
     slope, intercept = _choose_rescale(hu)
     stored = np.clip(np.rint((hu - intercept) / slope), 0, _UINT16_MAX).astype("<u2")
     series_uid = uid.generate_uid()
@@ -172,6 +177,19 @@ def _check_targets(targets: list[Path], meta: DicomMeta, overwrite: bool) -> Non
         if target.is_dir() or (target.exists() and not overwrite):
             raise FileExistsError(f"{target}: expected no existing file, got one "
                                   "(pass overwrite=True to replace it)")
+
+
+def _remove_series_files(out: Path, meta: DicomMeta) -> None:
+    """Remove the slices a write before left in ``out`` (files named as this writer names
+    them), so a shorter series written over a longer one leaves no slice of the old one, and a
+    write that fails part-way leaves only slices of the new series. Other files stay."""
+    if not out.is_dir():
+        return
+    sources = {p.resolve() for p in meta.paths}
+    for path in out.iterdir():
+        if (_SLICE_NAME.fullmatch(path.name) and path.is_file()
+                and path.resolve() not in sources):
+            path.unlink()
 
 
 def _choose_rescale(hu: np.ndarray) -> tuple[float, float]:

@@ -36,6 +36,7 @@ from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
+from lidplug.pipeline.folder import PRETRAINED_DIR, RUN_FILE, read_record, write_record
 from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import ModelSpec, RunSpec
@@ -53,10 +54,6 @@ from lidplug.wrapper import wrap
 
 __all__ = ["PRETRAINED_DIR", "comparator", "evaluate", "observer_names", "resolve_model_runs",
            "retrain_pretrained", "run", "train"]
-
-RUN_FILE = "run.json"
-#: Where a run's pretraining runs (``run = FILE`` models, ``--from-scratch``) go, in its folder.
-PRETRAINED_DIR = "pretrained"
 
 
 def _say(progress: bool, text: str) -> None:
@@ -91,7 +88,7 @@ def observer_names(spec: RunSpec) -> list[str]:
 
 def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> None:
     path = out / RUN_FILE
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_record(path)
     record.update({"run": dump_run(spec),
                    "versions": {"lidplug": __version__, "torch": torch.__version__,
                                 "python": platform.python_version()},
@@ -100,7 +97,7 @@ def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> 
     record.setdefault("stages", [])
     if stage not in record["stages"]:
         record["stages"].append(stage)
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(path, record)  # atomically: a cut write leaves the previous record
 
 
 def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume: bool = False,
@@ -159,8 +156,8 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
                              f"({' '.join(str(err).split())[:300]}); expected the run file "
                              "the checkpoint was trained with") from None
     model = wrap(denoiser, detector, **wrap_options(spec, spec.arm(name)))
-    record = out / RUN_FILE  # the training's wall time, when 'lidplug train' recorded it
-    timings = json.loads(record.read_text()).get("timings_s", {}) if record.is_file() else {}
+    # The training's wall time, when 'lidplug train' recorded it.
+    timings = read_record(out / RUN_FILE).get("timings_s", {})
     return ArmResult(name, model, list(state.get("history", [])),
                      float(timings.get(f"train_{name}", 0.0)), path.parent)
 
@@ -251,18 +248,13 @@ def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path
 
     record = target / RUN_FILE
     wanted = _what_trains(dump_run(sub))
-    if record.is_file():
-        try:
-            done = json.loads(record.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{record}: expected the record of a pretraining run, got "
-                             f"unreadable JSON ({err})") from None
-        if _what_trains(done.get("run", {})) != wanted:
-            raise ValueError(f"{target}: holds a pretraining run of another description; "
+    done = read_record(record)
+    if done and _what_trains(done.get("run", {})) != wanted:
+        raise ValueError(f"{target}: holds a pretraining run of another description; "
                              "remove the folder or choose another pretrained folder")
     arm = sub.arms[0].name
     checkpoint = checkpoint_of(target, arm)
-    finished = record.is_file() and "train" in json.loads(record.read_text()).get("stages", [])
+    finished = "train" in done.get("stages", [])
     if not (finished and checkpoint.is_file()):
         _say(progress, f"pretraining {target.name!r} ({role}) into {target}")
         train(sub, target, sub_folder, resume=checkpoint.is_file(), progress=progress)
