@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import torch
-from cli_checks import error_line
+from cli_checks import check_metrics_file, error_line, strict_json
 from dicom_factory import CT_SMALL, ct_small_series
 
 from lidplug.cli import main
@@ -117,8 +117,8 @@ def test_evaluate_validation_split(trained):
     config, out = trained
     assert main(["evaluate", "--config", str(config), "--out", str(out),
                  "--split", "validation"]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["protocol"]["n_slices"] == 4
+    metrics = json.loads((out / "metrics-validation.json").read_text())
+    assert metrics["protocol"]["n_slices"] == 4 and metrics["protocol"]["split"] == "validation"
 
 
 def test_evaluate_user_errors(trained, tmp_path, capsys):
@@ -243,3 +243,53 @@ def test_a_run_file_cannot_run_shell_commands(tmp_path, capsys, monkeypatch, com
     assert main(argv[command]) == 2
     assert "nn.Module subclass" in error_line(capsys)
     assert not (tmp_path / "MARKER").exists()
+
+
+def test_each_split_has_its_own_files_naming_it(trained, tmp_path):
+    """Regression: 'evaluate --split validation' overwrote the test split's metrics.json and
+    report.html, and the report still said "test slices"."""
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["evaluate", "--config", str(config), "--out", str(copy)]) == 0
+    test = {name: (copy / name).read_bytes()
+            for name in ("metrics.json", "details.json", "report.html")}
+    assert main(["evaluate", "--config", str(config), "--out", str(copy),
+                 "--split", "validation"]) == 0
+    assert {name: (copy / name).read_bytes() for name in test} == test
+    check_metrics_file(copy / "metrics.json", "test")
+    validation = check_metrics_file(copy / "metrics-validation.json", "validation")
+    assert validation["protocol"]["n_slices"] == 4
+    assert strict_json(copy / "details-validation.json")["split"] == "validation"
+    assert strict_json(copy / "details.json")["split"] == "test"
+    report = (copy / "report-validation.html").read_text()
+    assert "validation slices" in report and "test slice" not in report
+
+
+def test_one_test_slice_is_too_few_to_tell(trained, tmp_path, capsys):
+    """Regression: one test slice gave point intervals and the report called them shown."""
+    from lidplug.pipeline import verdicts
+
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["evaluate", "--config", str(config), "--out", str(copy),
+                 "--data.test", "1"]) == 0
+    metrics = check_metrics_file(copy / "metrics.json", "test")
+    assert {v for _, _, v in verdicts(metrics)} == {"too few to tell"}
+    report = (copy / "report.html").read_text()
+    assert "too few to tell" in report
+    assert "'>better, shown<" not in report and "'>worse, shown<" not in report
+
+
+def test_a_split_without_lesions_writes_no_bare_nan(trained, tmp_path):
+    """Regression: metrics.json held bare NaN when a split had no lesion."""
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["evaluate", "--config", str(config), "--out", str(copy),
+                 "--data.lesion_free_fraction", "1.0"]) == 0
+    metrics = check_metrics_file(copy / "metrics.json", "test")
+    assert metrics["lidnet"]["observer_cpm"] == {
+        "mean": None, "low": None, "high": None, "note": "not measurable"}
+    strict_json(copy / "details.json")

@@ -136,6 +136,7 @@ class HeldOut:
             exact contrast recovery; None when not made.
         meta: each slice's ``meta`` (patient, pixel spacing, noise levels, ...).
         lesions: ``"inserted"`` or ``"real"`` (a hybrid run's own annotated lesions).
+        split: which split the slices are (``"test"`` or ``"validation"``).
     """
 
     low: Tensor
@@ -151,6 +152,7 @@ class HeldOut:
     signal: Tensor | None = None
     meta: list[dict] = field(default_factory=list)
     lesions: str = "inserted"
+    split: str = "test"
 
     def __len__(self) -> int:
         return self.low.shape[0]
@@ -174,7 +176,7 @@ def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
     batch = collate(samples)
     window = HUWindow()
     out = HeldOut(low=batch["low"], normal=batch["normal"], targets=batch["target"],
-                  window=window, meta=batch["meta"], lesions=lesions)
+                  window=window, meta=batch["meta"], lesions=lesions, split=split)
     if spec.data.kind == "phantom":
         _phantom_references(out, dataset, spec.evaluate.model_observer)
         return out

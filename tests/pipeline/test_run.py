@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import check_metrics_file
 
 from lidplug.pipeline import checkpoint_of, evaluate, load_run, train
 from lidplug.training import load_checkpoint
@@ -73,7 +74,8 @@ def test_resuming_a_finished_run_keeps_its_history(trained, tmp_path):
 def test_evaluation_writes_the_protocol_metrics(trained):
     spec, folder, out, _ = trained
     ev = evaluate(spec, out, folder, progress=False, report=False)  # arms read from checkpoints
-    metrics = json.loads((out / "metrics.json").read_text())
+    # Strict JSON, the split named, every interval (the CHO's included) around its estimate.
+    metrics = check_metrics_file(out / "metrics.json", "test")
     assert metrics == json.loads(json.dumps(ev.metrics))
     for row in ("low_dose", "baseline", "lidnet", "normal_dose", "noise_free",
                 "lidnet_minus_baseline", "protocol"):
