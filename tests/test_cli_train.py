@@ -293,3 +293,30 @@ def test_a_split_without_lesions_writes_no_bare_nan(trained, tmp_path):
     assert metrics["lidnet"]["observer_cpm"] == {
         "mean": None, "low": None, "high": None, "note": "not measurable"}
     strict_json(copy / "details.json")
+
+
+@pytest.mark.parametrize("change", [["--simulation.dose", "0.9"], ["--data.seed", "77"],
+                                    ["--train.lr_denoiser", "0.5"]])
+def test_resume_refuses_a_changed_run(trained, tmp_path, capsys, change):
+    """Regression: 'train --resume' with a changed run (dose 0.9 on a run trained at 0.1, ...)
+    continued, and rewrote run.json as if every step had used the new values."""
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = (copy / "run.json").read_text()
+    assert main(["train", "--config", str(config), "--out", str(copy), "--resume",
+                 *change]) == 2
+    line = error_line(capsys)
+    assert change[0][2:] in line and "--resume" in line
+    assert (copy / "run.json").read_text() == before
+
+
+def test_resume_may_add_rounds(trained, tmp_path):
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    steps = len(json.loads((copy / "lidnet" / "history.json").read_text()))
+    assert main(["train", "--config", str(config), "--out", str(copy), "--resume",
+                 "--train.rounds", "2", "--device", "cpu"]) == 0
+    assert len(json.loads((copy / "lidnet" / "history.json").read_text())) == 2 * steps
+    assert json.loads((copy / "run.json").read_text())["run"]["train"]["rounds"] == 2

@@ -9,6 +9,7 @@ models (:mod:`lidplug.zoo`) always are.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch import nn
 
 from lidplug.pipeline.resolve import resolve_callable, resolve_path
 from lidplug.pipeline.spec import ModelSpec
-from lidplug.zoo import pretrained_info, sha256_of
+from lidplug.zoo import pretrained_info
 
 __all__ = ["build_model"]
 
@@ -42,13 +43,16 @@ def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
 def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mapping[str, Any]:
     if not path.is_file():
         raise ValueError(f"{where}.weights: expected a weights file, got nothing at {path}")
-    if sha256 is not None and (actual := sha256_of(path)) != sha256:
+    # One read: the bytes hashed are the bytes loaded (a file swapped between a check and a
+    # second read would otherwise pass the check and load the other weights).
+    data = path.read_bytes()
+    if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256:
         raise ValueError(f"{where}.weights: {path} has SHA-256 {actual}, expected {sha256} "
                          "(a changed or damaged file)")
     from lidplug.deploy import read_checkpoint
 
     try:  # weights_only; says what the file is when it is not a checkpoint
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, data=data)
     except ValueError as err:
         raise ValueError(f"{where}.weights: {err}") from None
     # A 'lidplug train' checkpoint holds both models: take this role's.

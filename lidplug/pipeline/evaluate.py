@@ -53,7 +53,7 @@ from lidplug.metrics import (
     ssim,
 )
 from lidplug.pipeline.data import HeldOut
-from lidplug.pipeline.spec import RunSpec
+from lidplug.pipeline.spec import DIFFERENCE, RunSpec
 from lidplug.wrapper import wrap
 
 __all__ = ["Evaluation", "denoise", "detect", "evaluate"]
@@ -169,7 +169,7 @@ class _Statistic:
         for arm, base in self.differences:
             for k, v in rows[arm].items():
                 if k in rows[base]:
-                    flat[f"{arm}_minus_{base}|{k}"] = v - rows[base][k]
+                    flat[f"{arm}{DIFFERENCE}{base}|{k}"] = v - rows[base][k]
         return flat
 
 

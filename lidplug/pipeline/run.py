@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import platform
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -52,8 +53,8 @@ from lidplug.training.distributed import resolve_device
 from lidplug.version import __version__
 from lidplug.wrapper import wrap
 
-__all__ = ["PRETRAINED_DIR", "comparator", "evaluate", "observer_names", "resolve_model_runs",
-           "retrain_pretrained", "run", "train"]
+__all__ = ["PRETRAINED_DIR", "check_resume", "comparator", "evaluate", "observer_names",
+           "resolve_model_runs", "retrain_pretrained", "run", "train"]
 
 
 def _say(progress: bool, text: str) -> None:
@@ -86,7 +87,9 @@ def observer_names(spec: RunSpec) -> list[str]:
     return names
 
 
-def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> None:
+def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str | None) -> None:
+    """Record the run's description, versions and timings in ``out/run.json``; ``stage`` (when
+    given) is added to the stages done."""
     path = out / RUN_FILE
     record = read_record(path)
     record.update({"run": dump_run(spec),
@@ -95,7 +98,7 @@ def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str) -> 
                    "threads": torch.get_num_threads()})
     record.setdefault("timings_s", {}).update(timings)
     record.setdefault("stages", [])
-    if stage not in record["stages"]:
+    if stage is not None and stage not in record["stages"]:
         record["stages"].append(stage)
     write_record(path, record)  # atomically: a cut write leaves the previous record
 
@@ -109,13 +112,18 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         spec: the run.
         out: output folder (created).
         folder: the run file's folder (relative paths in the run resolve against it).
-        resume: continue each arm from its checkpoint when there is one.
+        resume: continue each arm from its checkpoint when there is one; the run must be the
+            one ``out/run.json`` records (:func:`check_resume`).
         progress: progress bars and stage messages on stderr.
         pretrained: where ``run = FILE`` models are trained and found (default
             ``out/pretrained``; several runs on the same data may share one).
 
     Returns:
         Arm name -> :class:`~lidplug.pipeline.train.ArmResult`.
+
+    Raises:
+        ValueError: a bad run (named), or ``resume`` with a run that changed what the steps
+            done so far trained on.
     """
     out = Path(out)
     spec.train.device = str(resolve_device(spec.train.device))
@@ -123,12 +131,16 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         resolve_model_runs(spec, folder, pretrained or out / PRETRAINED_DIR, progress=progress)
+        if resume:
+            check_resume(out, spec)
         timings["pretrain"] = time.perf_counter() - t
         t = time.perf_counter()
         # Everything that can fail on a bad run file fails here, before any training.
         train_set = make_split(spec, "train", folder)
         denoiser, detector = starting_models(spec, folder)
         out.mkdir(parents=True, exist_ok=True)
+        # The description first: a run interrupted in its first arm can be resumed (and checked).
+        _record(out, spec, {}, None)
         _say(progress, f"{len(train_set)} training slices; arms {[a.name for a in spec.arms]}")
         timings["prepare"] = time.perf_counter() - t
         results = {}
@@ -224,6 +236,65 @@ def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress:
     """:func:`train`, then :func:`evaluate` on the test slices."""
     arms = train(spec, out, folder, progress=progress)
     return arms, evaluate(spec, out, folder, arms=arms, progress=progress)
+
+
+def _flat(description: dict, arms: set[str]) -> dict[str, object]:
+    """``{"simulation.dose": 0.1, "arms[lidnet].wrap.roi_fraction": 0.5, ...}`` (only the arms
+    named in ``arms``)."""
+    out: dict[str, object] = {}
+
+    def walk(node, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif key == "arms" and isinstance(node, list):
+            for arm in node:
+                if isinstance(arm, dict) and arm.get("name") in arms:
+                    walk({k: v for k, v in arm.items() if k != "name"}, f"arms[{arm['name']}]")
+        else:
+            out[key] = node
+
+    walk(description, "")
+    return out
+
+
+#: What a resumed run may change: more rounds extend the schedule, and the held-out counts and
+#: the evaluation do not touch training; anything else alters what the steps done so far (or
+#: the rest of the schedule) train on. Arms added or left out are not changes of an arm.
+_RESUMABLE = re.compile(r"(arms\[[^]]*\]\.)?train\.rounds|data\.(validation|test)|evaluate(\..*)?")
+
+
+def check_resume(out: str | Path, spec: RunSpec) -> None:
+    """Refuse to resume the run in ``out`` as ``spec`` when ``spec`` changes what it trains.
+
+    Compared with the description ``out/run.json`` records (written when training starts):
+    settings of where and how visibly it trains (device, threads, progress, ...), ``rounds``
+    and the evaluation may change; data, simulation, models, ``[wrap]``, the rest of
+    ``[train]`` and an arm's overrides may not.
+
+    Raises:
+        ValueError: naming each changed key with its recorded and new value.
+    """
+    out = Path(out)
+    recorded = read_record(out / RUN_FILE).get("run")
+    if not isinstance(recorded, dict):
+        if any(checkpoint_of(out, a.name).is_file() for a in spec.arms):
+            raise ValueError(f"{out / RUN_FILE}: expected the description of the run whose "
+                             "checkpoints --resume continues, got none; start again with "
+                             "--overwrite")
+        return
+    now = dump_run(spec)
+    arms = ({a.get("name") for a in recorded.get("arms", []) if isinstance(a, dict)}
+            & {a.name for a in spec.arms})
+    before, after = (_flat(_what_trains(d), arms) for d in (recorded, now))
+    changed = sorted(k for k in before.keys() | after.keys()
+                     if before.get(k) != after.get(k) and not _RESUMABLE.fullmatch(k))
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:6])
+        raise ValueError(f"{out}: --resume continues the run recorded in {RUN_FILE}, expected "
+                         f"the same run, got changes to what it trains ({shown}"
+                         f"{'; ...' if len(changed) > 6 else ''}); undo them, or start again "
+                         "with --overwrite (or another --out)")
 
 
 # Settings that change where or how visibly a run trains, not what it learns.

@@ -368,12 +368,21 @@ class ArmSpec:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES):
+        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES
+                and DIFFERENCE not in self.name):
             raise ValueError(f"arms.name: expected an identifier other than "
-                             f"{sorted(_RESERVED_ARM_NAMES)}, got {self.name!r}")
+                             f"{sorted(_RESERVED_ARM_NAMES)} and without {DIFFERENCE!r} (the "
+                             f"names of paired differences, '<arm>{DIFFERENCE}<plain arm>'), got "
+                             f"{self.name!r}")
 
 
-_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom"}
+#: Keys of metrics.json beside the arms' (image sets, protocol), and the run folder's
+#: pretraining folder: no arm may take them.
+_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom",
+                       "pretrained"}
+#: What joins the names of a paired difference in metrics.json: reserved in arm names, so a
+#: difference never lands on an arm's key.
+DIFFERENCE = "_minus_"
 
 
 def _default_arms() -> list[ArmSpec]:

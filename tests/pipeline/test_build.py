@@ -86,3 +86,34 @@ def test_the_shipped_models_load_and_match_their_manifest():
         build_model(ModelSpec(pretrained="observer-fcos"), "denoiser")
     with pytest.raises(ValueError, match="expected one of"):
         build_model(ModelSpec(pretrained="nope"), "denoiser")
+
+
+def test_the_hashed_bytes_are_the_loaded_bytes(tmp_path, monkeypatch):
+    """Regression: the SHA-256 was checked on one read of the file and the weights loaded from
+    a second: a file swapped in between passed the check and the other weights were loaded."""
+    import hashlib
+
+    path = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    good = build_model(ModelSpec(model=RED), "denoiser").state_dict()
+    torch.save(good, path)
+    other = tmp_path / "other.pt"
+    torch.save({k: v + 1 for k, v in good.items()}, other)
+    digest = sha256_of(path)
+    real = hashlib.sha256
+
+    class SwapAfterHashing:  # the attacker's swap, right after the check's hash is taken
+        def __init__(self, *args):
+            self._h = real(*args)
+
+        def update(self, data):
+            self._h.update(data)
+
+        def hexdigest(self):
+            path.write_bytes(other.read_bytes())
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(hashlib, "sha256", SwapAfterHashing)
+    model = build_model(ModelSpec(model=RED, weights=str(path), sha256=digest), "denoiser")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, good[key]), key

@@ -87,6 +87,11 @@ def test_arm_overrides_and_plain_arms():
     ("[[arms]]\nname = 'a'\nfeedbak = true\n", "feedbak"),
     ("[[arms]]\nname = 'a'\n[[arms]]\nname = 'a'\n", "distinct"),
     ("[[arms]]\nname = 'low_dose'\n", r"arms\.name"),
+    # Regression: arms x and x_minus_baseline made metrics.json hold the difference under the
+    # arm's name (the arm's own results lost); an arm's folder may not be the pretraining one.
+    ("[[arms]]\nname = 'baseline'\nfeedback = false\n[[arms]]\nname = 'x'\n[[arms]]\n"
+     "name = 'x_minus_baseline'\n", "_minus_"),
+    ("[[arms]]\nname = 'pretrained'\n", r"arms\.name"),
     ("[[arms]]\nname = 'a'\ntrain = { roundz = 1 }\n", "roundz"),
     ("[[arms]]\nname = 'a'\nwrap = { det_weight = -2.0 }\n", "det_weight"),
     ("[evaluate]\nbootstrap = 1\n", "evaluate.bootstrap"),
