@@ -188,3 +188,13 @@ def test_overwrite_leaves_no_slice_of_the_series_before(models, tmp_path, capsys
     with pytest.warns(UserWarning, match="notes.txt"):  # read, and skipped: not a slice
         image, meta = read_dicom(out)
     assert image.shape[0] == 2 and len({str(d.SeriesInstanceUID) for d in meta.datasets}) == 1
+
+
+@pytest.mark.parametrize("slope", [0.0, -1.0, 1e6])
+def test_an_unphysical_rescale_is_refused(models, tmp_path, capsys, slope):
+    """Regression: RescaleSlope 0 (every pixel -1024 HU) was denoised and written, exit 0."""
+    stored = np.full((64, 64), 1000, np.int16)
+    save_dataset(ct_dataset(stored, slope=slope), tmp_path / "in" / "a.dcm")
+    assert _denoise(tmp_path / "in" / "a.dcm", tmp_path / "out", models / "redcnn.pt") == 2
+    assert re.search("RescaleSlope|expected HU within", error_line(capsys))
+    assert not (tmp_path / "out").exists()

@@ -90,7 +90,9 @@ def write_dicom(
     one). Pixels are stored as
     uint16, uncompressed Explicit VR Little Endian, MONOCHROME2, with one rescale for the whole
     series: slope 1 and intercept ``min(-1024, floor(min HU))``, so values round-trip within
-    0.5 HU. Only a range wider than 65535 HU needs a slope above 1 (error up to slope / 2).
+    0.5 HU. A series whose HU span more than 65535 HU cannot be stored that precisely and is
+    refused: a coarser slope would write HU that differ from the computed ones by more than
+    the stored precision (slope / 2), silently.
     Each file is written to a temporary file then renamed, so none is ever half-written (a
     failure part-way through a series keeps the files written before it).
 
@@ -107,8 +109,9 @@ def write_dicom(
         The written paths, one per slice.
 
     Raises:
-        ValueError: Shape not matching ``meta``, non-finite values, a ``description`` longer
-            than 64 characters, a non-CT source, or a source slice without SOPInstanceUID.
+        ValueError: Shape not matching ``meta``, non-finite values, HU spanning more than
+            65535 HU, a ``description`` longer than 64 characters, a non-CT source, or a
+            source slice without SOPInstanceUID.
         FileExistsError: A target exists (and ``overwrite`` is false) or is a source file.
         OSError: A file cannot be written (e.g. the disk is full); the message names the slice
             and how many files were written before it (they stay, complete).
@@ -124,9 +127,9 @@ def write_dicom(
     width = max(4, len(str(len(meta))))
     targets = [out / f"{i + 1:0{width}d}.dcm" for i in range(len(meta))]
     _check_targets(targets, meta, overwrite)
+    slope, intercept = _choose_rescale(hu)  # may refuse: before anything is removed
     if overwrite:
         _remove_series_files(out, meta)
-    slope, intercept = _choose_rescale(hu)
     stored = np.clip(np.rint((hu - intercept) / slope), 0, _UINT16_MAX).astype("<u2")
     series_uid = uid.generate_uid()
     now = datetime.now()
@@ -193,13 +196,13 @@ def _remove_series_files(out: Path, meta: DicomMeta) -> None:
 
 
 def _choose_rescale(hu: np.ndarray) -> tuple[float, float]:
+    """Slope 1 and the intercept that fits ``hu`` in uint16 (see :func:`write_dicom`)."""
     intercept = min(_AIR_INTERCEPT, float(math.floor(hu.min())))
-    span = float(hu.max()) - intercept
-    if span <= _UINT16_MAX:
-        return 1.0, intercept
-    # Round the slope *up* to 6 significant digits so the range still fits and DS stays short.
-    step = 10.0 ** (math.floor(math.log10(span / _UINT16_MAX)) - 5)
-    return math.ceil(span / _UINT16_MAX / step) * step, intercept
+    if float(hu.max()) - intercept > _UINT16_MAX:
+        raise ValueError(f"expected HU spanning at most {_UINT16_MAX} HU (what a 16-bit series "
+                         f"stores to 0.5 HU), got {float(hu.min()):g} to {float(hu.max()):g}; "
+                         "nothing was written")
+    return 1.0, intercept
 
 
 def _derived_header(meta: DicomMeta, i: int, series_uid: str, description: str,
