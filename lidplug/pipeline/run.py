@@ -210,10 +210,11 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
                      for i, (name, obs) in enumerate(zip(observer_names(spec),
                                                          spec.evaluate.observer_specs(),
                                                          strict=True))}
-        _say(progress, f"evaluating on the {split} slices")
-        held = held_out(spec, split, folder, progress=progress)
         cotrained = {a.name: arms[a.name].model.detector for a in spec.arms
                      if a.feedback and spec.arm_train(a).mode != "frozen"}
+        _check_finite(arms, cotrained, observers)
+        _say(progress, f"evaluating on the {split} slices")
+        held = held_out(spec, split, folder, progress=progress)
         denoisers = {n: r.model.denoiser for n, r in arms.items()}
         evaluation = score(spec, held, denoisers, observers, cotrained=cotrained,
                            comparator=comparator(spec), device=device, progress=progress)
@@ -229,6 +230,21 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
         _record(out, spec, timings, f"evaluate_{split}")
         write_outputs(spec, out, evaluation, held, arms, report=report, real=real)
     return evaluation
+
+
+def _check_finite(arms: dict[str, ArmResult], cotrained: dict, observers: dict) -> None:
+    """Refuse to score models holding NaN or inf (they would score as models: a NaN detector
+    finds nothing, a CPM of 0): each arm's denoiser, the detectors arms trained, the
+    observers."""
+    from lidplug.training.checkpoint import nonfinite_entries
+
+    models = [(f"arm {name!r}", "denoiser", r.model.denoiser) for name, r in arms.items()]
+    models += [(f"arm {name!r}", "detector", det) for name, det in cotrained.items()]
+    models += [(f"observer {name!r}", "detector", obs) for name, obs in observers.items()]
+    for who, role, model in models:
+        if bad := nonfinite_entries(model.state_dict()):
+            raise ValueError(f"{who}: expected a {role} with finite weights, got {bad[:3]} "
+                             "holding NaN or inf (a diverged training or a damaged file)")
 
 
 def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress: bool = True

@@ -104,7 +104,8 @@ class DataSpec:
             also by patient, fixed by ``options.sources``).
         lesions: phantom lesion sizes and contrasts.
         max_lesions, lesion_free_fraction: phantom lesions per slice, slices without lesions.
-        cache: None keeps generated slices in memory; a folder caches them on disk.
+        cache: None keeps generated slices in memory; a folder caches them on disk (relative
+            paths: to the run file).
     """
 
     kind: Literal["phantom", "hybrid", "deeplesion", "paired_dicom"] = "phantom"
@@ -134,6 +135,12 @@ class DataSpec:
         _check_count("data", "seed", self.seed, 0, 2**62)
         _check_count("data", "max_lesions", self.max_lesions, 1, 64)
         _check_number("data", "lesion_free_fraction", self.lesion_free_fraction, 0.0, 1.0)
+        if self.kind == "phantom" and self.options:
+            # The built-in phantoms take their settings from [data] itself: options would be
+            # ignored silently.
+            raise ValueError(f"data.options: expected none for kind 'phantom' (its settings are "
+                             f"keys of [data]: size, spacing, lesions, ...), got "
+                             f"{sorted(self.options)}")
         if isinstance(self.lesions, dict):  # a table given through the Python API
             self.lesions = LesionSpec(**self.lesions)
 

@@ -116,3 +116,22 @@ def test_a_run_file_that_no_longer_fits_its_checkpoint(trained, tmp_path):
     spec, folder = load_run(changed)
     with pytest.raises(ValueError, match="does not fit"):
         evaluate(spec, out, folder, progress=False, report=False)
+
+
+@pytest.mark.parametrize("role", ["denoiser", "detector"])
+def test_non_finite_weights_are_refused_before_scoring(trained, tmp_path, role):
+    """Regression: a co-trained detector with NaN weights scored cotrained_cpm 0.0."""
+    import shutil
+
+    from lidplug.training.checkpoint import save_checkpoint
+
+    spec, folder, out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path = checkpoint_of(copy, "lidnet")
+    state = load_checkpoint(path)
+    key = next(k for k, v in state[role].items() if v.is_floating_point())
+    state[role][key] = torch.full_like(state[role][key], float("nan"))
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, path)
+    with pytest.raises(ValueError, match=rf"lidnet.*{role}.*{key}.*NaN or inf"):
+        evaluate(spec, copy, folder, progress=False, report=False)

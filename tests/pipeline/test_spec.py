@@ -180,3 +180,22 @@ def test_module_classes_and_annotated_builders_are_accepted(tmp_path):
                        f"{__name__}.annotated_builder"):
         spec = ModelSpec(model={"class_path": class_path, "init_args": {}})
         assert spec.class_path == class_path
+
+
+def test_phantom_data_takes_no_options(tmp_path):
+    """Regression: data.options of a phantom run were ignored silently."""
+    with pytest.raises(ValueError, match=r"data\.options"):
+        load_run(_write(tmp_path, "[data]\noptions = { drop_noisy = true }\n"))
+
+
+def test_the_data_cache_resolves_against_the_run_file(tmp_path, monkeypatch):
+    """Regression: data.cache resolved against the working folder, not the run file's."""
+    from lidplug.pipeline import make_split
+
+    run_dir, cwd = tmp_path / "runs", tmp_path / "elsewhere"
+    run_dir.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    spec, folder = load_run(_write(run_dir, "[data]\nsize = 32\ntrain = 1\ncache = 'cache'\n"))
+    make_split(spec, "train", folder)[0]
+    assert (run_dir / "cache").is_dir() and not (cwd / "cache").exists()
