@@ -108,13 +108,14 @@ class WrapConfig:
             if not (isinstance(value, int | float) and not isinstance(value, bool)
                     and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        for name in ("roi_output_size", "num_proposals", "balance_every"):
+        # Upper bounds: each is a size allocated per box or step; beyond them, a typo that
+        # would ask for terabytes.
+        for name, low, high in (("roi_output_size", 1, 64), ("num_proposals", 1, 10_000),
+                                ("balance_every", 1, 10**9), ("roi_sampling_ratio", 0, 64)):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name}: expected an int > 0, got {value!r}")
-        if not (isinstance(self.roi_sampling_ratio, int) and self.roi_sampling_ratio >= 0):
-            raise ValueError(f"roi_sampling_ratio: expected an int >= 0, got "
-                             f"{self.roi_sampling_ratio!r}")
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and low <= value <= high):
+                raise ValueError(f"{name}: expected an int in [{low}, {high}], got {value!r}")
         if self.roi_levels is not None:
             if isinstance(self.roi_levels, str) or not all(
                     isinstance(n, str) for n in self.roi_levels) or not self.roi_levels:

@@ -320,3 +320,36 @@ def test_resume_may_add_rounds(trained, tmp_path):
                  "--train.rounds", "2", "--device", "cpu"]) == 0
     assert len(json.loads((copy / "lidnet" / "history.json").read_text())) == 2 * steps
     assert json.loads((copy / "run.json").read_text())["run"]["train"]["rounds"] == 2
+
+
+def _train_in_a_memory_cage(config, out, *overrides):
+    """``lidplug train`` in a child process whose address space is capped at 8 GiB: a run that
+    tries to allocate more fails there, never the machine."""
+    import resource
+
+    def cage():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "lidplug.cli", "train", "--config", str(config),
+                           "--out", str(out), *overrides], capture_output=True, text=True,
+                          preexec_fn=cage, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("case", ["dncnn-100000-channels", "batch-of-4096-slices-of-4096"])
+def test_a_run_too_large_for_memory_is_refused_before_it_allocates(tmp_path, case):
+    """Regression: DnCNN channels = 100000 (and batches of terabytes) tried to allocate them
+    (a traceback, and the machine's other processes OOM-killed)."""
+    config = tmp_path / "big.toml"
+    overrides = []
+    if case.startswith("dncnn"):
+        config.write_text(TINY.read_text().replace(
+            'class_path = "lidplug.models.REDCNN"\ninit_args = { channels = 4 }',
+            'class_path = "lidplug.models.DnCNN"\ninit_args = { channels = 100000 }'))
+    else:
+        config.write_text(TINY.read_text())
+        overrides = ["--data.size", "4096", "--data.spacing", "0.1", "--data.train", "4096",
+                     "--train.batch_size", "4096"]
+    result = _train_in_a_memory_cage(config, tmp_path / "o", *overrides)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GiB" in lines[0] and "Traceback" not in result.stderr, lines

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from lidplug.pipeline.resolve import resolve_callable, resolve_path
 from lidplug.pipeline.spec import ModelSpec
 from lidplug.zoo import pretrained_info
 
-__all__ = ["build_model"]
+__all__ = ["available_memory", "build_model", "tensor_bytes"]
 
 ROLES = ("denoiser", "detector")
 
@@ -38,6 +40,55 @@ def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
         accepted = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise ValueError(f"{where}.init_args: {err}; {getattr(factory, '__name__', factory)} "
                          f"accepts {accepted}") from None
+
+
+_GIB = 1 << 30
+
+
+def available_memory(device: str | torch.device = "cpu") -> int | None:
+    """Bytes free for tensors on ``device``: the kernel's estimate of memory available without
+    swapping (Linux ``MemAvailable``) for the CPU, the free memory of a CUDA device; None where
+    it cannot be told."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    return sum(t.numel() * t.element_size()
+               for t in itertools.chain(module.parameters(), module.buffers()))
+
+
+def _check_size(factory, init_args: Mapping[str, Any], class_path: str, where: str) -> None:
+    """Refuse a model whose weights alone exceed the free memory, before it is built: it is
+    built first on the meta device (shapes without memory; generators untouched), which costs
+    nothing, where building it for real would allocate, then be killed, or get others killed
+    (DnCNN with 100000 channels asks for 5000 GiB)."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            size = tensor_bytes(factory(**init_args))
+    except Exception:  # a model that cannot be built on the meta device: the real build decides
+        return
+    free = available_memory("cpu")
+    if free is not None and size > free:
+        raise ValueError(f"{where}: {class_path}({init_args}) has {size / _GIB:.1f} GiB of "
+                         f"weights, {free / _GIB:.1f} GiB of memory are free; expected a model "
+                         "that fits (check its sizes: channels, depth, ...)")
 
 
 def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mapping[str, Any]:
@@ -117,6 +168,7 @@ def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
         sha256 = spec.sha256
     factory = resolve_callable(class_path, where)
     _check_args(factory, init_args, where)
+    _check_size(factory, init_args, class_path, where)
     try:
         model = factory(**init_args)
     except (TypeError, ValueError) as err:

@@ -38,6 +38,7 @@ from lidplug.pipeline.data import held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
 from lidplug.pipeline.folder import PRETRAINED_DIR, RUN_FILE, read_record, write_record
+from lidplug.pipeline.preflight import check_before_training
 from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import ModelSpec, RunSpec
@@ -138,6 +139,9 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         # Everything that can fail on a bad run file fails here, before any training.
         train_set = make_split(spec, "train", folder)
         denoiser, detector = starting_models(spec, folder)
+        for i, obs in enumerate(spec.evaluate.observer_specs()):  # scored with after training
+            build_model(obs, "detector", folder, where=f"evaluate.observers[{i}]")
+        check_before_training(spec, denoiser, detector, train_set)
         out.mkdir(parents=True, exist_ok=True)
         # The description first: a run interrupted in its first arm can be resumed (and checked).
         _record(out, spec, {}, None)

@@ -199,3 +199,17 @@ def test_the_data_cache_resolves_against_the_run_file(tmp_path, monkeypatch):
     spec, folder = load_run(_write(run_dir, "[data]\nsize = 32\ntrain = 1\ncache = 'cache'\n"))
     make_split(spec, "train", folder)[0]
     assert (run_dir / "cache").is_dir() and not (cwd / "cache").exists()
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[wrap]\nroi_output_size = 100000\n", "roi_output_size"),
+    ("[wrap]\nroi_sampling_ratio = 100000\n", "roi_sampling_ratio"),
+    ("[wrap]\nnum_proposals = 100000000\n", "num_proposals"),
+    ("[train]\nbatch_size = 100000000\n", "batch_size"),
+    ("[train]\nnum_workers = 100000\n", "num_workers"),
+])
+def test_sizes_in_the_run_are_bounded(tmp_path, text, key):
+    """Regression: roi_output_size = 100000 tried to allocate terabytes (a traceback; the
+    machine's other processes were OOM-killed)."""
+    with pytest.raises(ValueError, match=key):
+        load_run(_write(tmp_path, text))
