@@ -35,14 +35,19 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
+# The smallest dose a copy may have (lidplug.pipeline.spec.MIN_DOSE; not imported, so that
+# --help stays fast): below it no photon reaches a detector, and float32 rounds it to 0.
+_MIN_DOSE = 1e-6
+
+
 def _dose(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= 1:  # NaN fails too
+    if not _MIN_DOSE <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(
-            f"expected a fraction of the scan's dose in (0, 1], got {text!r}"
+            f"expected a fraction of the scan's dose in [{_MIN_DOSE:g}, 1], got {text!r}"
         )
     return value
 

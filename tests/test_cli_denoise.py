@@ -198,3 +198,17 @@ def test_an_unphysical_rescale_is_refused(models, tmp_path, capsys, slope):
     assert _denoise(tmp_path / "in" / "a.dcm", tmp_path / "out", models / "redcnn.pt") == 2
     assert re.search("RescaleSlope|expected HU within", error_line(capsys))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_long_model_name_is_cut_to_fit_the_series_description(series, tmp_path, capsys):
+    """Regression: a model name too long for the 64 characters of SeriesDescription made
+    'denoise' fail after denoising."""
+    long_name = type("A" * 80 + "Denoiser", (torch.nn.Module,), {
+        "__init__": lambda self: (torch.nn.Module.__init__(self),
+                                  setattr(self, "conv", torch.nn.Conv2d(1, 1, 1)))[0],
+        "forward": lambda self, x: x + 0 * self.conv(x)})
+    export(long_name(), tmp_path / "long.pt")
+    assert _denoise(series, tmp_path / "out", tmp_path / "long.pt") == 0
+    capsys.readouterr()
+    description = str(pydicom.dcmread(tmp_path / "out" / "0001.dcm").SeriesDescription)
+    assert len(description) <= 64 and "lidplug denoised (AAAA" in description

@@ -353,3 +353,60 @@ def test_a_run_too_large_for_memory_is_refused_before_it_allocates(tmp_path, cas
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "GiB" in lines[0] and "Traceback" not in result.stderr, lines
+
+
+class ExplodingDenoiser(torch.nn.Module):
+    """A user's class that fails while it is built."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        raise RuntimeError("CUDA driver not found (the user's own check)")
+
+
+def _variant(tmp_path, old, new):
+    config = tmp_path / "variant.toml"
+    text = TINY.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new))
+    return config
+
+
+_DENOISER = 'class_path = "lidplug.models.REDCNN"\ninit_args = { channels = 4 }'
+_OBSERVER = 'observers = [{model = {class_path = "lidplug.detectors.lesion_faster_rcnn"'
+
+
+@pytest.mark.parametrize("case", ["diverging", "exploding-class", "detector-as-denoiser",
+                                  "bad-roi-levels", "damaged-observer", "no-steps"])
+def test_failures_of_a_run_are_one_line_before_any_training(tmp_path, capsys, case):
+    """Regression: lr 1e30 (TrainingDiverged), a user class raising in __init__ and a detector
+    given as the denoiser (AssertionError) gave tracebacks; bad roi_levels and a damaged
+    observer file were found only after the first arm had trained; rounds = 0 trained nothing
+    and evaluate then said 'run lidplug train first'."""
+    overrides = []
+    config = TINY
+    if case == "diverging":
+        overrides = ["--train.lr_denoiser", "1e30", "--train.grad_clip", "null"]
+    elif case == "exploding-class":
+        config = _variant(tmp_path, _DENOISER, 'class_path = "test_cli_train.ExplodingDenoiser"')
+    elif case == "detector-as-denoiser":
+        config = _variant(tmp_path, _DENOISER, 'class_path = "lidplug.detectors.lesion_fcos"\n'
+                                               'init_args = { image_size = 64 }')
+    elif case == "bad-roi-levels":
+        overrides = ["--wrap.roi_levels", '["p9"]']
+    elif case == "damaged-observer":
+        (tmp_path / "observer.pt").write_bytes(b"PK\x03\x04 damaged")
+        config = _variant(tmp_path, _OBSERVER,
+                          'observers = [{weights = "observer.pt", model = {class_path = '
+                          '"lidplug.detectors.lesion_faster_rcnn"')
+    else:
+        overrides = ["--train.rounds", "0"]
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(config), "--out", str(out), *overrides]) == 2
+    line = error_line(capsys)
+    expected = {"diverging": "non-finite loss", "exploding-class": "CUDA driver not found",
+                "detector-as-denoiser": "arms[baseline]", "bad-roi-levels": "arms[lidnet]",
+                "damaged-observer": "evaluate.observers[0].weights",
+                "no-steps": "at least one step"}[case]
+    assert expected in line
+    if case != "diverging":  # everything else is found before the first arm trains
+        assert not (out / "baseline" / "latest.pt").exists()

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import torch
 from torch import nn
@@ -91,9 +92,24 @@ def _check_size(factory, init_args: Mapping[str, Any], class_path: str, where: s
                          "that fits (check its sizes: channels, depth, ...)")
 
 
+def _what_is(path: Path) -> str:
+    """What is at ``path`` when it is no regular file (for messages)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "nothing"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "no regular file")
+
+
 def _read_state(path: Path, role: str, where: str, sha256: str | None) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise ValueError(f"{where}.weights: expected a weights file, got nothing at {path}")
+    if not path.is_file():  # a FIFO or /dev/zero would block or never end when read
+        raise ValueError(f"{where}.weights: expected a weights file, got {_what_is(path)} at "
+                         f"{path}")
     # One read: the bytes hashed are the bytes loaded (a file swapped between a check and a
     # second read would otherwise pass the check and load the other weights).
     data = path.read_bytes()
@@ -173,6 +189,14 @@ def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
         model = factory(**init_args)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {class_path}({init_args}) failed: {err}") from None
+    except URLError as err:  # a builder fetching pretrained weights, offline
+        raise ValueError(f"{where}: {class_path}({init_args}) failed to download its weights "
+                         f"({err.reason}); expected a network connection, or weights that "
+                         "need no download (e.g. weights = null)") from None
+    except Exception as err:  # the user's own code: whatever it raises is named, on one line
+        text = " ".join(str(err).split())[:300]
+        raise ValueError(f"{where}: {class_path}({init_args}) failed: "
+                         f"{type(err).__name__}: {text}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{where}.class_path: expected {class_path} to give an nn.Module, got "
                          f"{type(model).__name__}")

@@ -253,6 +253,11 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     for name, den in tqdm(denoisers.items(), desc="denoising", disable=not progress,
                           leave=False):
         images[name] = denoise(den, held.low, device)
+        bad = (~torch.isfinite(images[name])).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:  # every metric would fail on them, naming no arm
+            raise ValueError(f"arm {name!r}: expected its denoiser to give finite values, got "
+                             f"NaN or inf on {len(bad)} of the {len(held)} {held.split} "
+                             f"slices (e.g. slice {bad[0]})")
     images["normal_dose"] = held.normal
     if held.noise_free is not None:
         images["noise_free"] = held.window(held.noise_free)

@@ -60,6 +60,9 @@ __all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERV
 DATA_KINDS = ("phantom", "hybrid", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
 _MAX_SLICES = 10**6
+#: The smallest pixel (mm) and dose a run may ask for.
+MIN_SPACING_MM = 0.01
+MIN_DOSE = 1e-6
 
 
 def _check_count(owner: str, name: str, value: object, low: int = 1,
@@ -68,14 +71,11 @@ def _check_count(owner: str, name: str, value: object, low: int = 1,
         raise ValueError(f"{owner}.{name}: expected an int in [{low}, {high}], got {value!r}")
 
 
-def _check_number(owner: str, name: str, value: object, low: float, high: float,
-                  low_open: bool = False) -> None:
+def _check_number(owner: str, name: str, value: object, low: float, high: float) -> None:
     ok = (not isinstance(value, bool) and isinstance(value, int | float)
-          and math.isfinite(value) and (value > low if low_open else value >= low)
-          and value <= high)
+          and math.isfinite(value) and low <= value <= high)
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{owner}.{name}: expected a number in {bracket}{low:g}, {high:g}], "
+        raise ValueError(f"{owner}.{name}: expected a number in [{low:g}, {high:g}], "
                          f"got {value!r}")
 
 
@@ -127,7 +127,8 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         _check_count("data", "size", self.size, 32, 4096)
-        _check_number("data", "spacing", self.spacing, 0.0, 100.0, low_open=True)
+        # A pixel below 10 um is no CT (the simulation's geometry fails on it, late).
+        _check_number("data", "spacing", self.spacing, MIN_SPACING_MM, 100.0)
         for name in ("train", "validation", "test"):
             value = getattr(self, name)
             if value is not None or self.kind in ("phantom", "hybrid"):
@@ -167,7 +168,7 @@ class SimulationSpec:
     method: Literal["full", "insert"] | None = None
 
     def __post_init__(self) -> None:
-        _check_number("simulation", "dose", self.dose, 0.0, 1.0, low_open=True)
+        _check_number("simulation", "dose", self.dose, MIN_DOSE, 1.0)
         _check_number("simulation", "normal_dose", self.normal_dose, self.dose, 1.0)
         _check_number("simulation", "i0", self.i0, 1.0, 1e12)
         if self.views is not None:

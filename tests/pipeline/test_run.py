@@ -135,3 +135,26 @@ def test_non_finite_weights_are_refused_before_scoring(trained, tmp_path, role):
     save_checkpoint({k: v for k, v in state.items() if k != "format"}, path)
     with pytest.raises(ValueError, match=rf"lidnet.*{role}.*{key}.*NaN or inf"):
         evaluate(spec, copy, folder, progress=False, report=False)
+
+
+def test_a_denoiser_giving_nan_is_named(trained):
+    """Regression: a denoiser whose output held NaN failed with 'rmse_hu: expected finite'
+    (which arm?)."""
+    import dataclasses
+
+    from lidplug import wrap
+
+    class NaNOut(torch.nn.Module):  # finite weights, NaN output (0 / 0)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x * self.w / self.w
+
+    spec, folder, out, arms = trained
+    lidnet = arms["lidnet"]
+    broken = {**arms, "lidnet": dataclasses.replace(
+        lidnet, model=wrap(NaNOut(), lidnet.model.detector))}
+    with pytest.raises(ValueError, match=r"arm 'lidnet': expected its denoiser to give finite"):
+        evaluate(spec, out, folder, arms=broken, progress=False, report=False)

@@ -213,3 +213,32 @@ def test_sizes_in_the_run_are_bounded(tmp_path, text, key):
     machine's other processes were OOM-killed)."""
     with pytest.raises(ValueError, match=key):
         load_run(_write(tmp_path, text))
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    """Regression: a run file saved with a UTF-8 BOM was refused ("Invalid statement")."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff[train]\nrounds = 3\n".encode())
+    spec, _ = load_run(path)
+    assert spec.train.rounds == 3
+
+
+def test_deeply_nested_toml_is_one_error(tmp_path):
+    """Regression: a TOML value nested 5000 deep raised RecursionError."""
+    path = _write(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ValueError, match="nested"):
+        load_run(path)
+
+
+@pytest.mark.parametrize("text", ["[data]\nspacing = 1e-300\n", "[simulation]\ndose = 1e-300\n"])
+def test_vanishing_sizes_are_refused_when_read(tmp_path, text):
+    """Regression: spacing = 1e-300 was only refused after the first arm had trained; a dose of
+    1e-300 was refused with 'got [0.0]'."""
+    with pytest.raises(ValueError, match=r"spacing|dose.*1e-300"):
+        load_run(_write(tmp_path, text))
+
+
+def test_print_config_is_named(tmp_path):
+    """Regression: --print_config failed with 'toml package is required'."""
+    with pytest.raises(ValueError, match=r"--print_config.*run\.json"):
+        load_run(TINY, ["--print_config"])
