@@ -304,7 +304,10 @@ class LesionAwareDenoiser(nn.Module):
         self._check_images("low", low)
         self._check_images("clean", clean, like=low)
         targets = self.check_targets(targets, low)
-        if self._trainable["denoiser"] and next(self.denoiser.parameters(), None) is None:
+        # A loss meant to train (grad on) a denoiser with nothing to train would fail only at
+        # the user's backward ("element 0 of tensors does not require grad").
+        if (torch.is_grad_enabled() and self._trainable["denoiser"]
+                and next(self.denoiser.parameters(), None) is None):
             raise ValueError(f"denoiser: expected parameters to train, got none "
                              f"({type(self.denoiser).__name__}); freeze it "
                              "(set_trainable(denoiser=False)) to score the detector alone")

@@ -185,6 +185,8 @@ def test_a_denoiser_without_parameters_cannot_train():
     low, clean, targets = batch()
     with pytest.raises(ValueError, match="denoiser: expected parameters to train"):
         model(low, clean, targets)
+    with torch.no_grad():  # losses to look at, not to train with
+        assert model(low, clean, targets)["loss"].isfinite()
     model.set_trainable(denoiser=False, detector=False)  # scoring a detector alone is fine
     assert model(low, clean, targets)["loss"].isfinite()
 
