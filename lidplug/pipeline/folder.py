@@ -130,9 +130,11 @@ def claim(out: Path, command: str, *, overwrite: bool) -> None:
     maker = _maker(record)
     if not overwrite and maker != command:
         if maker is not None:
+            who = (f"'lidplug {maker}'" if "made_by" in record else
+                   "an earlier lidplug that did not record the command (a trained run)")
             raise ValueError(f"{out}: expected a new folder or one 'lidplug {command}' made, got "
-                             f"one made by 'lidplug {maker}' (pass --overwrite to replace its "
-                             "run, or choose another --out)")
+                             f"one made by {who} (pass --overwrite to replace its run, or "
+                             "choose another --out)")
         if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
             raise ValueError(f"{out}: expected a new or empty folder, got one that holds files "
                              "lidplug did not write (pass --overwrite to write into it, or "
