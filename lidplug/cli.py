@@ -35,6 +35,11 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
+# The smallest dose a copy may have (lidplug.pipeline.spec.MIN_DOSE; not imported, so that
+# --help stays fast): below it no photon reaches a detector, and float32 rounds it to 0.
+_MIN_DOSE = 1e-6
+
+
 def _float(text: str) -> float:
     """``text`` as a number; NaN, which fails every range check, when it is none."""
     try:
@@ -45,9 +50,9 @@ def _float(text: str) -> float:
 
 def _dose(text: str) -> float:
     value = _float(text)
-    if not 0 < value <= 1:  # NaN fails too
+    if not _MIN_DOSE <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(
-            f"expected a fraction of the scan's dose in (0, 1], got {text!r}"
+            f"expected a fraction of the scan's dose in [{_MIN_DOSE:g}, 1], got {text!r}"
         )
     return value
 
@@ -66,8 +71,8 @@ def _add_simulate(sub) -> None:
             "Make a simulated low-dose copy of IN in OUT. IN may be a DICOM file, a DICOM series "
             "folder or a folder of series folders (OUT mirrors it; each series becomes a derived "
             "series 0001.dcm, 0002.dcm, ... whose description names the dose; a folder holding "
-            "several series gets one subfolder per SeriesInstanceUID; DICOMDIR files are "
-            "ignored), a DeepLesion "
+            "several series gets one subfolder per SeriesInstanceUID; DICOMDIR files and "
+            "symbolic links to folders are ignored), a DeepLesion "
             "folder (DL_info.csv + Images_png/: 16-bit PNGs in the same layout, DL_info.csv "
             "copied) or a single 16-bit PNG (OUT: a .png file or a folder). Noise of each slice "
             "is seeded from --seed and its path, so reruns give the same images. Files that "
@@ -138,8 +143,11 @@ def _add_demo(sub) -> None:
         ),
     )
     _run_options(p, required=False,
-                 out_help="output folder (default: ./lidplug-demo, ./lidplug-real-lung; its "
-                          "files are replaced)")
+                 out_help="output folder (default: ./lidplug-demo, ./lidplug-real-lung); a "
+                          "folder an earlier demo made is replaced, any other non-empty one "
+                          "only with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out even if another command made it")
     p.add_argument("--run", choices=("demo", "real-lung"), default="demo",
                    help="which shipped run: 'demo' (phantoms, default) or 'real-lung' (real "
                         "chest CT with real LIDC nodules inserted, and the held-out patients' "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lidplug.cli import CLIError
 from lidplug.commands._common import user_errors
-from lidplug.commands._run import read_run
+from lidplug.commands._run import read_run, run_folder, run_inputs
 
 #: Where a shipped run that reads real data finds it when --data.root is not given.
 DATA_ENV = "LIDPLUG_DATA"
@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lidplug.pipeline import SHIPPED_RUNS, format_summary, retrain_pretrained
     from lidplug.pipeline import run as run_pipeline
+    from lidplug.pipeline.folder import clear_outputs
 
     name = args.run
     if args.out is None:
@@ -42,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
     spec, folder, out = read_run(args, config=SHIPPED_RUNS[name])
     progress = spec.train.progress
     start = time.perf_counter()
-    with user_errors():
+    arms = [a.name for a in spec.arms]
+    with run_folder(out, "demo", run_inputs(spec, folder, None), arms,
+                    overwrite=args.overwrite), user_errors():
+        # The demo trains every arm again: nothing of an earlier run stays beside the new one,
+        # even when this one is interrupted.
+        clear_outputs(out, arms, checkpoints=True)
         if args.from_scratch:
             retrain_pretrained(spec, out, progress=progress)
         _, evaluation = run_pipeline(spec, out, folder, progress=progress)

@@ -9,6 +9,7 @@ with what it is, not with whatever torch's loader happens to raise for it.
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 import zipfile
@@ -65,7 +66,7 @@ def _refusal_reason(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+def read_checkpoint(path: str | PathLike[str], *, data: bytes | None = None) -> dict[str, Any]:
     """Reads a checkpoint or state dict written by ``torch.save``, without running any code.
 
     The file is loaded with ``torch.load(path, map_location="cpu", weights_only=True)`` after
@@ -73,6 +74,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
 
     Args:
         path: the file (e.g. ``latest.pt`` of ``lidplug train``).
+        data: the file's bytes, already read: they are parsed instead of reading ``path``
+            (named in messages only), so a check made on these bytes (a SHA-256) holds for
+            what is loaded, whatever happens to the file meanwhile.
 
     Returns:
         The dict the file holds (tensors on the CPU).
@@ -85,17 +89,21 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     where = f"lidplug.deploy.read_checkpoint: {str(path)!r}"
-    if path.is_dir():
-        raise ValueError(f"{where} is a folder: expected {_EXPECTED}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file")
-    with path.open("rb") as fh:
-        head = fh.read(len(_LEGACY_MAGIC))
+    if data is None:
+        if path.is_dir():
+            raise ValueError(f"{where} is a folder: expected {_EXPECTED}")
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: no such file")
+        with path.open("rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+    else:
+        head = data[:len(_LEGACY_MAGIC)]
+    source = path if data is None else io.BytesIO(data)  # what every read below parses
     if not head:
         raise ValueError(f"{where} is empty (0 bytes): expected {_EXPECTED}")
-    if zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(source):
         try:
-            with zipfile.ZipFile(path) as archive:
+            with zipfile.ZipFile(source) as archive:
                 kind = _zip_kind(archive.namelist())
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise ValueError(f"{where} is a damaged zip archive ({exc}): expected "
@@ -113,7 +121,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: the error says more
             warnings.simplefilter("ignore", UserWarning)
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _refusal_reason(exc)
         if reason.startswith("Unsupported operand"):  # bytes that are no pickle opcode

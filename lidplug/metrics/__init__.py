@@ -19,8 +19,10 @@ observer (CHO), bootstrap intervals.
   ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
 * Intervals: :func:`bootstrap` (any statistic of a set of images), :func:`bootstrap_mean`
   (per-image values) and :func:`lesion_mean_statistic` (per-lesion values, resampled with their
-  images), seeded percentile bootstrap over images; :func:`judge`, the verdict on a paired
-  difference's interval.
+  images), seeded percentile bootstrap over images (recentred on the estimate where replicates
+  are biased, so every interval contains its estimate); :func:`judge`, the verdict on a paired
+  difference's interval, and :func:`judge_metric`, the same with an evaluation's minimum counts
+  (:data:`MIN_SLICES`, :data:`MIN_LESIONS`: below them, "too few to tell").
 
 Example (one method's row of a report)::
 
@@ -41,10 +43,13 @@ Example (one method's row of a report)::
 
 from lidplug.metrics.average_precision import mean_average_precision
 from lidplug.metrics.bootstrap import (
+    MIN_LESIONS,
+    MIN_SLICES,
     BootstrapInterval,
     bootstrap,
     bootstrap_mean,
     judge,
+    judge_metric,
     lesion_mean_statistic,
 )
 from lidplug.metrics.froc import (
@@ -77,6 +82,8 @@ from lidplug.metrics.observer import (
 __all__ = [
     "DEFAULT_FP_RATES",
     "FULL_WINDOW",
+    "MIN_LESIONS",
+    "MIN_SLICES",
     "SOFT_TISSUE_WINDOW",
     "BootstrapInterval",
     "FROCResult",
@@ -92,6 +99,7 @@ __all__ = [
     "froc_from_matches",
     "image_quality",
     "judge",
+    "judge_metric",
     "laguerre_gauss_channels",
     "lesion_mean_statistic",
     "lesion_metrics",

@@ -43,7 +43,11 @@ pairs stay in one fold, so a background seen in training is never tested.
 
 **Intervals.** :func:`observer_statistic` gives :func:`lidplug.metrics.bootstrap` a statistic
 that resamples ROI pairs and refits the template in every replicate (template variability
-included); copies of a drawn pair stay in one fold.
+included); copies of a drawn pair stay in one fold. A replicate holds fewer distinct pairs than
+the full sample, so its holdout template is noisier and its ``d'`` biased low against the
+full-sample fit (measured: the estimate near or beyond the top of the replicates' 95% range).
+``bootstrap`` then recentres the interval on the estimate (see :mod:`lidplug.metrics.bootstrap`);
+the evaluation always does for the model observer.
 
 **Train/test split** (:func:`split_hotelling`): the template fitted on chosen training ROIs of
 each class, ``d'`` and AUC from the remaining ROIs only. It is one "reader" of the FDA's LCD-CT

@@ -15,18 +15,23 @@ it in lidplug's units (:func:`lidplug.models.adapt_denoiser`) after its weights 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import itertools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
+import torch
 from torch import nn
 
 from lidplug.pipeline.resolve import resolve_callable, resolve_path
 from lidplug.pipeline.spec import DenoiserSpec, ModelSpec
-from lidplug.zoo import pretrained_info, sha256_of
+from lidplug.zoo import pretrained_info
 
-__all__ = ["build_model"]
+__all__ = ["available_memory", "build_model", "tensor_bytes"]
 
 ROLES = ("denoiser", "detector")
 
@@ -44,17 +49,84 @@ def _check_args(factory, init_args: Mapping[str, Any], where: str) -> None:
                          f"accepts {accepted}") from None
 
 
+_GIB = 1 << 30
+
+
+def available_memory(device: str | torch.device = "cpu") -> int | None:
+    """Bytes free for tensors on ``device``: the kernel's estimate of memory available without
+    swapping (Linux ``MemAvailable``) for the CPU, the free memory of a CUDA device; None where
+    it cannot be told."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    return sum(t.numel() * t.element_size()
+               for t in itertools.chain(module.parameters(), module.buffers()))
+
+
+def _check_size(factory, init_args: Mapping[str, Any], class_path: str, where: str) -> None:
+    """Refuse a model whose weights alone exceed the free memory, before it is built: it is
+    built first on the meta device (shapes without memory; generators untouched), which costs
+    nothing, where building it for real would allocate, then be killed, or get others killed
+    (DnCNN with 100000 channels asks for 5000 GiB)."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            size = tensor_bytes(factory(**init_args))
+    except Exception:  # a model that cannot be built on the meta device: the real build decides
+        return
+    free = available_memory("cpu")
+    if free is not None and size > free:
+        raise ValueError(f"{where}: {class_path}({init_args}) has {size / _GIB:.1f} GiB of "
+                         f"weights, {free / _GIB:.1f} GiB of memory are free; expected a model "
+                         "that fits (check its sizes: channels, depth, ...)")
+
+
+def _what_is(path: Path) -> str:
+    """What is at ``path`` when it is no regular file (for messages)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "nothing"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "no regular file")
+
+
 def _read_state(path: Path, role: str, where: str, sha256: str | None, expected: set[str], *,
                 key: str | None = None, strip_prefix: str | None = None) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise ValueError(f"{where}.weights: expected a weights file, got nothing at {path}")
-    if sha256 is not None and (actual := sha256_of(path)) != sha256:
+    if not path.is_file():  # a FIFO or /dev/zero would block or never end when read
+        raise ValueError(f"{where}.weights: expected a weights file, got {_what_is(path)} at "
+                         f"{path}")
+    # One read: the bytes hashed are the bytes loaded (a file swapped between a check and a
+    # second read would otherwise pass the check and load the other weights).
+    data = path.read_bytes()
+    if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256:
         raise ValueError(f"{where}.weights: {path} has SHA-256 {actual}, expected {sha256} "
                          "(a changed or damaged file)")
     from lidplug.deploy import read_checkpoint, state_dict_from
 
     try:  # weights_only; says what the file is when it is not a checkpoint
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, data=data)
     except ValueError as err:
         raise ValueError(f"{where}.weights: {err}") from None
     # A 'lidplug train' checkpoint holds both models: take this role's.
@@ -150,12 +222,21 @@ def build_model(spec: ModelSpec, role: str, folder: Path | None = None, *,
         sha256 = spec.sha256
     factory = resolve_callable(class_path, where)
     _check_args(factory, init_args, where)
+    _check_size(factory, init_args, class_path, where)
     try:
         model = factory(**init_args)
     except (TypeError, ValueError) as err:
         shown = {k: (type(v).__name__ if isinstance(v, nn.Module) else v)
                  for k, v in init_args.items()}  # a built nested model: its class, not its repr
         raise ValueError(f"{where}: {class_path}({shown}) failed: {err}") from None
+    except URLError as err:  # a builder fetching pretrained weights, offline
+        raise ValueError(f"{where}: {class_path}({init_args}) failed to download its weights "
+                         f"({err.reason}); expected a network connection, or weights that "
+                         "need no download (e.g. weights = null)") from None
+    except Exception as err:  # the user's own code: whatever it raises is named, on one line
+        text = " ".join(str(err).split())[:300]
+        raise ValueError(f"{where}: {class_path}({init_args}) failed: "
+                         f"{type(err).__name__}: {text}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{where}.class_path: expected {class_path} to give an nn.Module, got "
                          f"{type(model).__name__}")

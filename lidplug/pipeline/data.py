@@ -36,7 +36,13 @@ __all__ = ["SPLITS", "HeldOut", "held_out", "make_split"]
 SPLITS = ("train", "validation", "test")
 
 
-def _phantom(spec: RunSpec, split: str, window: HUWindow):
+def _cache(spec: RunSpec, folder: Path | None) -> str | Path:
+    """Where generated slices are kept: in memory, or ``data.cache`` (relative to the run
+    file's folder, as every path of a run file)."""
+    return "memory" if spec.data.cache is None else resolve_path(spec.data.cache, folder)
+
+
+def _phantom(spec: RunSpec, split: str, window: HUWindow, folder: Path | None):
     from lidplug.data import PhantomDataset
 
     data, sim = spec.data, spec.simulation
@@ -46,7 +52,7 @@ def _phantom(spec: RunSpec, split: str, window: HUWindow):
         normal_dose=sim.normal_dose, seed=derive_seed(data.seed, split),
         lesion_free_fraction=data.lesion_free_fraction, max_lesions=data.max_lesions,
         lesions=data.lesions, transform=MapImages(window),
-        cache="memory" if data.cache is None else data.cache, simulate_kwargs=simulate)
+        cache=_cache(spec, folder), simulate_kwargs=simulate)
 
 
 def _real(spec: RunSpec, split: str, window: HUWindow, folder: Path | None,
@@ -60,7 +66,7 @@ def _real(spec: RunSpec, split: str, window: HUWindow, folder: Path | None,
     options = {**data.options, "transform": MapImages(window)}
     if data.kind == "hybrid":
         # Generated slices are kept (in memory, or in data.cache): training revisits them.
-        options.setdefault("cache", "memory" if data.cache is None else data.cache)
+        options.setdefault("cache", _cache(spec, folder))
         root = resolve_path(data.root, folder)
         cls = HybridDataset
         options.update(split=split, n=getattr(data, split), dose=sim.dose, seed=data.seed,
@@ -108,7 +114,7 @@ def make_split(spec: RunSpec, split: str, folder: Path | None = None,
                          f"lesions apart are a hybrid run's), got {lesions!r}")
     window = window or HUWindow()
     if spec.data.kind == "phantom":
-        return _phantom(spec, split, window)
+        return _phantom(spec, split, window, folder)
     return _real(spec, split, window, folder, lesions)
 
 
@@ -136,6 +142,7 @@ class HeldOut:
             exact contrast recovery; None when not made.
         meta: each slice's ``meta`` (patient, pixel spacing, noise levels, ...).
         lesions: ``"inserted"`` or ``"real"`` (a hybrid run's own annotated lesions).
+        split: which split the slices are (``"test"`` or ``"validation"``).
     """
 
     low: Tensor
@@ -151,6 +158,7 @@ class HeldOut:
     signal: Tensor | None = None
     meta: list[dict] = field(default_factory=list)
     lesions: str = "inserted"
+    split: str = "test"
 
     def __len__(self) -> int:
         return self.low.shape[0]
@@ -174,7 +182,7 @@ def held_out(spec: RunSpec, split: str = "test", folder: Path | None = None, *,
     batch = collate(samples)
     window = HUWindow()
     out = HeldOut(low=batch["low"], normal=batch["normal"], targets=batch["target"],
-                  window=window, meta=batch["meta"], lesions=lesions)
+                  window=window, meta=batch["meta"], lesions=lesions, split=split)
     if spec.data.kind == "phantom":
         _phantom_references(out, dataset, spec.evaluate.model_observer)
         return out

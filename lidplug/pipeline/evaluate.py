@@ -21,6 +21,12 @@ Image sets scored: the low-dose input, each arm's denoised slices, the normal-do
 * **Intervals.** One paired percentile bootstrap over test slices for everything: every
   replicate draws one set of slices and computes every metric of every image set, and the
   differences ``<arm>_minus_<plain arm>`` on that same draw, so the differences are paired.
+  The model observer's intervals are recentred on their estimates (its replicates refit the
+  template and are biased against the full-sample fit), as is any interval that would exclude
+  its estimate (:mod:`lidplug.metrics.bootstrap`): every interval contains its estimate.
+* **Too few to tell.** Below :data:`~lidplug.metrics.MIN_SLICES` held-out slices (or
+  :data:`~lidplug.metrics.MIN_LESIONS` lesions, for lesion and detection metrics) no difference
+  gets a verdict (:func:`lidplug.metrics.judge_metric`); the protocol records both minimums.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from tqdm.auto import tqdm
 
 from lidplug.metrics import (
     DEFAULT_FP_RATES,
+    MIN_LESIONS,
+    MIN_SLICES,
     bootstrap,
     froc_from_matches,
     lesion_mean_statistic,
@@ -45,7 +53,7 @@ from lidplug.metrics import (
     ssim,
 )
 from lidplug.pipeline.data import HeldOut
-from lidplug.pipeline.spec import RunSpec
+from lidplug.pipeline.spec import DIFFERENCE, RunSpec
 from lidplug.wrapper import wrap
 
 __all__ = ["Evaluation", "denoise", "detect", "evaluate"]
@@ -161,7 +169,7 @@ class _Statistic:
         for arm, base in self.differences:
             for k, v in rows[arm].items():
                 if k in rows[base]:
-                    flat[f"{arm}_minus_{base}|{k}"] = v - rows[base][k]
+                    flat[f"{arm}{DIFFERENCE}{base}|{k}"] = v - rows[base][k]
         return flat
 
 
@@ -245,6 +253,11 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     for name, den in tqdm(denoisers.items(), desc="denoising", disable=not progress,
                           leave=False):
         images[name] = denoise(den, held.low, device)
+        bad = (~torch.isfinite(images[name])).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:  # every metric would fail on them, naming no arm
+            raise ValueError(f"arm {name!r}: expected its denoiser to give finite values, got "
+                             f"NaN or inf on {len(bad)} of the {len(held)} {held.split} "
+                             f"slices (e.g. slice {bad[0]})")
     images["normal_dose"] = held.normal
     if held.noise_free is not None:
         images["noise_free"] = held.window(held.noise_free)
@@ -294,7 +307,8 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
 
     with warnings.catch_warnings():  # resamples without lesions are dropped, by design
         warnings.simplefilter("ignore", RuntimeWarning)
-        flat = bootstrap(statistic, len(held), n_resamples=ev.bootstrap, seed=0)
+        flat = bootstrap(statistic, len(held), n_resamples=ev.bootstrap, seed=0,
+                         recentre=lambda key: "|model_observer_" in key)
     metrics = _nest({k: v.as_dict() for k, v in flat.items()})
     gap = metrics.pop("normal_dose_minus_low_dose", {})
     metrics["headroom"] = {k: gap[k] for k in ("observer_cpm", "observers") if k in gap}
@@ -371,8 +385,14 @@ def _protocol(spec: RunSpec, held: HeldOut, observers: list[str], comparator) ->
         "fp_rates": list(DEFAULT_FP_RATES),
         "observers": observers,
         "comparator": comparator,
-        "bootstrap": {"resamples": ev.bootstrap, "unit": "test slice", "paired": True,
-                      "interval": "95% percentile"},
+        "split": held.split,
+        "bootstrap": {"resamples": ev.bootstrap, "unit": f"{held.split} slice", "paired": True,
+                      "interval": "95% percentile",
+                      "recentred": "the model observer's intervals, and any that would exclude "
+                                   "its estimate: shifted by the estimate minus the replicates' "
+                                   "median"},
+        "minimum": {"slices": MIN_SLICES, "lesions": MIN_LESIONS,
+                    "below": "too few to tell: no verdict"},
         "n_slices": len(held),
         "n_lesions": sum(len(t["boxes"]) for t in held.targets),
         # Lesion metrics and the model observer need a ring of background in the host organ.

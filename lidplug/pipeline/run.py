@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import platform
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
 from lidplug.pipeline.evaluate import evaluate as score
+from lidplug.pipeline.folder import PRETRAINED_DIR, RUN_FILE, read_record, write_record
+from lidplug.pipeline.preflight import check_before_training
 from lidplug.pipeline.resolve import resolve_path
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import DenoiserSpec, ModelSpec, RunSpec
@@ -52,12 +55,8 @@ from lidplug.training.distributed import resolve_device
 from lidplug.version import __version__
 from lidplug.wrapper import wrap
 
-__all__ = ["PRETRAINED_DIR", "comparator", "evaluate", "observer_names", "resolve_model_runs",
-           "retrain_pretrained", "run", "train"]
-
-RUN_FILE = "run.json"
-#: Where a run's pretraining runs (``run = FILE`` models, ``--from-scratch``) go, in its folder.
-PRETRAINED_DIR = "pretrained"
+__all__ = ["PRETRAINED_DIR", "check_resume", "comparator", "evaluate", "observer_names",
+           "resolve_model_runs", "retrain_pretrained", "run", "train"]
 
 
 def _say(progress: bool, text: str) -> None:
@@ -90,11 +89,13 @@ def observer_names(spec: RunSpec) -> list[str]:
     return names
 
 
-def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str,
+def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str | None,
             notes: dict[str, list[str]] | None = None) -> None:
+    """Record the run's description, versions and timings in ``out/run.json``; ``stage`` (when
+    given) is added to the stages done, ``notes`` (a training's) replace earlier ones."""
     path = out / RUN_FILE
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    if notes is not None:  # a training stage's: replaces an earlier training's
+    record = read_record(path)
+    if notes is not None:
         record["notes"] = notes
     record.update({"run": dump_run(spec),
                    "versions": {"lidplug": __version__, "torch": torch.__version__,
@@ -102,9 +103,9 @@ def _record(out: Path, spec: RunSpec, timings: dict[str, float], stage: str,
                    "threads": torch.get_num_threads()})
     record.setdefault("timings_s", {}).update(timings)
     record.setdefault("stages", [])
-    if stage not in record["stages"]:
+    if stage is not None and stage not in record["stages"]:
         record["stages"].append(stage)
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(path, record)  # atomically: a cut write leaves the previous record
 
 
 def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume: bool = False,
@@ -116,13 +117,18 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         spec: the run.
         out: output folder (created).
         folder: the run file's folder (relative paths in the run resolve against it).
-        resume: continue each arm from its checkpoint when there is one.
+        resume: continue each arm from its checkpoint when there is one; the run must be the
+            one ``out/run.json`` records (:func:`check_resume`).
         progress: progress bars and stage messages on stderr.
         pretrained: where ``run = FILE`` models are trained and found (default
             ``out/pretrained``; several runs on the same data may share one).
 
     Returns:
         Arm name -> :class:`~lidplug.pipeline.train.ArmResult`.
+
+    Raises:
+        ValueError: a bad run (named), or ``resume`` with a run that changed what the steps
+            done so far trained on.
     """
     out = Path(out)
     spec.train.device = str(resolve_device(spec.train.device))
@@ -130,12 +136,19 @@ def train(spec: RunSpec, out: str | Path, folder: Path | None = None, *, resume:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         resolve_model_runs(spec, folder, pretrained or out / PRETRAINED_DIR, progress=progress)
+        if resume:
+            check_resume(out, spec)
         timings["pretrain"] = time.perf_counter() - t
         t = time.perf_counter()
         # Everything that can fail on a bad run file fails here, before any training.
         train_set = make_split(spec, "train", folder)
         denoiser, detector = starting_models(spec, folder)
+        for i, obs in enumerate(spec.evaluate.observer_specs()):  # scored with after training
+            build_model(obs, "detector", folder, where=f"evaluate.observers[{i}]")
+        check_before_training(spec, denoiser, detector, train_set)
         out.mkdir(parents=True, exist_ok=True)
+        # The description first: a run interrupted in its first arm can be resumed (and checked).
+        _record(out, spec, {}, None)
         _say(progress, f"{len(train_set)} training slices; arms {[a.name for a in spec.arms]}")
         timings["prepare"] = time.perf_counter() - t
         results = {}
@@ -166,8 +179,8 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
                              f"({' '.join(str(err).split())[:300]}); expected the run file "
                              "the checkpoint was trained with") from None
     model = wrap(denoiser, detector, **wrap_options(spec, spec.arm(name)))
-    record = out / RUN_FILE  # the training's wall time, when 'lidplug train' recorded it
-    done = json.loads(record.read_text()) if record.is_file() else {}
+    # The training's wall time and notes, when 'lidplug train' recorded them.
+    done = read_record(out / RUN_FILE)
     timings = done.get("timings_s", {})
     return ArmResult(name, model, list(state.get("history", [])),
                      float(timings.get(f"train_{name}", 0.0)), path.parent,
@@ -210,10 +223,11 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
                      for i, (name, obs) in enumerate(zip(observer_names(spec),
                                                          spec.evaluate.observer_specs(),
                                                          strict=True))}
-        _say(progress, f"evaluating on the {split} slices")
-        held = held_out(spec, split, folder, progress=progress)
         cotrained = {a.name: arms[a.name].model.detector for a in spec.arms
                      if a.feedback and spec.arm_train(a).mode != "frozen"}
+        _check_finite(arms, cotrained, observers)
+        _say(progress, f"evaluating on the {split} slices")
+        held = held_out(spec, split, folder, progress=progress)
         denoisers = {n: r.model.denoiser for n, r in arms.items()}
         evaluation = score(spec, held, denoisers, observers, cotrained=cotrained,
                            comparator=comparator(spec), device=device, progress=progress)
@@ -231,11 +245,85 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
     return evaluation
 
 
+def _check_finite(arms: dict[str, ArmResult], cotrained: dict, observers: dict) -> None:
+    """Refuse to score models holding NaN or inf (they would score as models: a NaN detector
+    finds nothing, a CPM of 0): each arm's denoiser, the detectors arms trained, the
+    observers."""
+    from lidplug.training.checkpoint import nonfinite_entries
+
+    models = [(f"arm {name!r}", "denoiser", r.model.denoiser) for name, r in arms.items()]
+    models += [(f"arm {name!r}", "detector", det) for name, det in cotrained.items()]
+    models += [(f"observer {name!r}", "detector", obs) for name, obs in observers.items()]
+    for who, role, model in models:
+        if bad := nonfinite_entries(model.state_dict()):
+            raise ValueError(f"{who}: expected a {role} with finite weights, got {bad[:3]} "
+                             "holding NaN or inf (a diverged training or a damaged file)")
+
+
 def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress: bool = True
         ) -> tuple[dict[str, ArmResult], Evaluation]:
     """:func:`train`, then :func:`evaluate` on the test slices."""
     arms = train(spec, out, folder, progress=progress)
     return arms, evaluate(spec, out, folder, arms=arms, progress=progress)
+
+
+def _flat(description: dict, arms: set[str]) -> dict[str, object]:
+    """``{"simulation.dose": 0.1, "arms[lidnet].wrap.roi_fraction": 0.5, ...}`` (only the arms
+    named in ``arms``)."""
+    out: dict[str, object] = {}
+
+    def walk(node, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif key == "arms" and isinstance(node, list):
+            for arm in node:
+                if isinstance(arm, dict) and arm.get("name") in arms:
+                    walk({k: v for k, v in arm.items() if k != "name"}, f"arms[{arm['name']}]")
+        else:
+            out[key] = node
+
+    walk(description, "")
+    return out
+
+
+#: What a resumed run may change: more rounds extend the schedule, and the held-out counts and
+#: the evaluation do not touch training; anything else alters what the steps done so far (or
+#: the rest of the schedule) train on. Arms added or left out are not changes of an arm.
+_RESUMABLE = re.compile(r"(arms\[[^]]*\]\.)?train\.rounds|data\.(validation|test)|evaluate(\..*)?")
+
+
+def check_resume(out: str | Path, spec: RunSpec) -> None:
+    """Refuse to resume the run in ``out`` as ``spec`` when ``spec`` changes what it trains.
+
+    Compared with the description ``out/run.json`` records (written when training starts):
+    settings of where and how visibly it trains (device, threads, progress, ...), ``rounds``
+    and the evaluation may change; data, simulation, models, ``[wrap]``, the rest of
+    ``[train]`` and an arm's overrides may not.
+
+    Raises:
+        ValueError: naming each changed key with its recorded and new value.
+    """
+    out = Path(out)
+    recorded = read_record(out / RUN_FILE).get("run")
+    if not isinstance(recorded, dict):
+        if any(checkpoint_of(out, a.name).is_file() for a in spec.arms):
+            raise ValueError(f"{out / RUN_FILE}: expected the description of the run whose "
+                             "checkpoints --resume continues, got none; start again with "
+                             "--overwrite")
+        return
+    now = dump_run(spec)
+    arms = ({a.get("name") for a in recorded.get("arms", []) if isinstance(a, dict)}
+            & {a.name for a in spec.arms})
+    before, after = (_flat(_what_trains(d), arms) for d in (recorded, now))
+    changed = sorted(k for k in before.keys() | after.keys()
+                     if before.get(k) != after.get(k) and not _RESUMABLE.fullmatch(k))
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:6])
+        raise ValueError(f"{out}: --resume continues the run recorded in {RUN_FILE}, expected "
+                         f"the same run, got changes to what it trains ({shown}"
+                         f"{'; ...' if len(changed) > 6 else ''}); undo them, or start again "
+                         "with --overwrite (or another --out)")
 
 
 # Settings that change where or how visibly a run trains, not what it learns.
@@ -271,18 +359,13 @@ def _trained_spec(sub: RunSpec, sub_folder: Path | None, role: str, target: Path
 
     record = target / RUN_FILE
     wanted = _what_trains(dump_run(sub))
-    if record.is_file():
-        try:
-            done = json.loads(record.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{record}: expected the record of a pretraining run, got "
-                             f"unreadable JSON ({err})") from None
-        if not _same_training(wanted, _what_trains(done.get("run", {}))):
-            raise ValueError(f"{target}: holds a pretraining run of another description; "
+    done = read_record(record)
+    if done and not _same_training(wanted, _what_trains(done.get("run", {}))):
+        raise ValueError(f"{target}: holds a pretraining run of another description; "
                              "remove the folder or choose another pretrained folder")
     arm = sub.arms[0].name
     checkpoint = checkpoint_of(target, arm)
-    finished = record.is_file() and "train" in json.loads(record.read_text()).get("stages", [])
+    finished = "train" in done.get("stages", [])
     if not (finished and checkpoint.is_file()):
         _say(progress, f"pretraining {target.name!r} ({role}) into {target}")
         train(sub, target, sub_folder, resume=checkpoint.is_file(), progress=progress)

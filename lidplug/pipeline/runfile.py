@@ -67,11 +67,21 @@ def load_run(path: str | os.PathLike | None = None, overrides: list[str] | None 
             raise FileNotFoundError(f"{path}: expected a run file (.toml), got nothing there")
         if path.suffix.lower() != ".toml":
             raise ValueError(f"{path}: expected a .toml run file, got {path.suffix!r}")
-        _check_toml(path)
-        args += ["--config", str(path)]
+        text = _check_toml(path)
+        with path.open("rb") as fh:
+            bom = fh.read(len(_BOM)) == _BOM
+        # A byte-order mark (some editors save one) is no TOML: the text without it is read
+        # instead of the file.
+        args += ["--config", text if bom else str(path)]
         folder = path.resolve().parent
     _importable([folder, Path.cwd()])
-    plain, inside = _split_overrides(list(overrides or []))
+    overrides = list(overrides or [])
+    for item in overrides:
+        if item.split("=", 1)[0] in _NOT_OVERRIDES:
+            raise ValueError(f"{item}: expected run-file keys as overrides (--section.key "
+                             "VALUE), got an option of the parser; the resolved run is written "
+                             "to run.json")
+    plain, inside = _split_overrides(overrides)
     args += plain
     parser = run_parser()
     with warnings.catch_warnings():
@@ -148,7 +158,14 @@ def _set_inside(table: Any, name: str, keys: list[str], value: Any) -> dict:
     return out
 
 
-def _check_toml(path: Path) -> None:
+_BOM = b"\xef\xbb\xbf"
+# Options of jsonargparse's parser that are no key of a run: --print_config needs a package
+# lidplug does not depend on, and the resolved run is recorded in run.json anyway.
+_NOT_OVERRIDES = ("--print_config", "--config")
+
+
+def _check_toml(path: Path) -> str:
+    """The run file's text (without a byte-order mark), checked to be TOML."""
     # A syntax error reads better from the TOML parser itself than through jsonargparse.
     try:
         from tomllib import TOMLDecodeError, loads
@@ -156,11 +173,16 @@ def _check_toml(path: Path) -> None:
         from toml import TomlDecodeError as TOMLDecodeError
         from toml import loads
     try:
-        loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
+        loads(text)
     except TOMLDecodeError as err:
         raise ValueError(f"{path}: expected TOML, got a syntax error: {err}") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: expected a UTF-8 text file, got {err.reason}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: expected TOML a parser can read, got values nested too "
+                         "deeply") from None
+    return text
 
 
 def _one_line(err: Exception, path: Path | None) -> str:

@@ -65,6 +65,9 @@ __all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERV
 DATA_KINDS = ("phantom", "hybrid", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
 _MAX_SLICES = 10**6
+#: The smallest pixel (mm) and dose a run may ask for.
+MIN_SPACING_MM = 0.01
+MIN_DOSE = 1e-6
 
 
 def _check_count(owner: str, name: str, value: object, low: int = 1,
@@ -73,14 +76,11 @@ def _check_count(owner: str, name: str, value: object, low: int = 1,
         raise ValueError(f"{owner}.{name}: expected an int in [{low}, {high}], got {value!r}")
 
 
-def _check_number(owner: str, name: str, value: object, low: float, high: float,
-                  low_open: bool = False) -> None:
+def _check_number(owner: str, name: str, value: object, low: float, high: float) -> None:
     ok = (not isinstance(value, bool) and isinstance(value, int | float)
-          and math.isfinite(value) and (value > low if low_open else value >= low)
-          and value <= high)
+          and math.isfinite(value) and low <= value <= high)
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{owner}.{name}: expected a number in {bracket}{low:g}, {high:g}], "
+        raise ValueError(f"{owner}.{name}: expected a number in [{low:g}, {high:g}], "
                          f"got {value!r}")
 
 
@@ -109,7 +109,8 @@ class DataSpec:
             also by patient, fixed by ``options.sources``).
         lesions: phantom lesion sizes and contrasts.
         max_lesions, lesion_free_fraction: phantom lesions per slice, slices without lesions.
-        cache: None keeps generated slices in memory; a folder caches them on disk.
+        cache: None keeps generated slices in memory; a folder caches them on disk (relative
+            paths: to the run file).
     """
 
     kind: Literal["phantom", "hybrid", "deeplesion", "paired_dicom"] = "phantom"
@@ -131,7 +132,8 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         _check_count("data", "size", self.size, 32, 4096)
-        _check_number("data", "spacing", self.spacing, 0.0, 100.0, low_open=True)
+        # A pixel below 10 um is no CT (the simulation's geometry fails on it, late).
+        _check_number("data", "spacing", self.spacing, MIN_SPACING_MM, 100.0)
         for name in ("train", "validation", "test"):
             value = getattr(self, name)
             if value is not None or self.kind in ("phantom", "hybrid"):
@@ -139,6 +141,12 @@ class DataSpec:
         _check_count("data", "seed", self.seed, 0, 2**62)
         _check_count("data", "max_lesions", self.max_lesions, 1, 64)
         _check_number("data", "lesion_free_fraction", self.lesion_free_fraction, 0.0, 1.0)
+        if self.kind == "phantom" and self.options:
+            # The built-in phantoms take their settings from [data] itself: options would be
+            # ignored silently.
+            raise ValueError(f"data.options: expected none for kind 'phantom' (its settings are "
+                             f"keys of [data]: size, spacing, lesions, ...), got "
+                             f"{sorted(self.options)}")
         if isinstance(self.lesions, dict):  # a table given through the Python API
             self.lesions = LesionSpec(**self.lesions)
 
@@ -165,7 +173,7 @@ class SimulationSpec:
     method: Literal["full", "insert"] | None = None
 
     def __post_init__(self) -> None:
-        _check_number("simulation", "dose", self.dose, 0.0, 1.0, low_open=True)
+        _check_number("simulation", "dose", self.dose, MIN_DOSE, 1.0)
         _check_number("simulation", "normal_dose", self.normal_dose, self.dose, 1.0)
         _check_number("simulation", "i0", self.i0, 1.0, 1e12)
         if self.views is not None:
@@ -472,12 +480,21 @@ class ArmSpec:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES):
+        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES
+                and DIFFERENCE not in self.name):
             raise ValueError(f"arms.name: expected an identifier other than "
-                             f"{sorted(_RESERVED_ARM_NAMES)}, got {self.name!r}")
+                             f"{sorted(_RESERVED_ARM_NAMES)} and without {DIFFERENCE!r} (the "
+                             f"names of paired differences, '<arm>{DIFFERENCE}<plain arm>'), got "
+                             f"{self.name!r}")
 
 
-_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom"}
+#: Keys of metrics.json beside the arms' (image sets, protocol), and the run folder's
+#: pretraining folder: no arm may take them.
+_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom",
+                       "pretrained"}
+#: What joins the names of a paired difference in metrics.json: reserved in arm names, so a
+#: difference never lands on an arm's key.
+DIFFERENCE = "_minus_"
 
 
 def _default_arms() -> list[ArmSpec]:

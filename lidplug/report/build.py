@@ -61,7 +61,7 @@ def _subtitle(spec, protocol: Mapping[str, Any], held) -> str:
         who = f" of {len(patients)} held-out patients" if patients else ""
         parts.append(("real chest CT with real LIDC nodules inserted (hybrid)" if kind == "hybrid"
                       else f"{data.kind} data") + f", whole slices of {w}x{h} px{span}{who}")
-    parts.append(f"{protocol.get('n_slices', '?')} test slices, "
+    parts.append(f"{protocol.get('n_slices', '?')} {held.split} slices, "
                  f"{protocol.get('n_lesions', '?')} lesions")
     dose = protocol.get("dose", spec.simulation.dose)
     if dose is not None:
@@ -190,7 +190,8 @@ def build_report(spec, evaluation, held, arms: Mapping[str, Any], *,
     sections += [
         Section("training", "Training", training_html(arms, names)),
         Section("protocol", "Protocol and run description",
-                details("Evaluation protocol (metrics.json \u2192 protocol)",
+                details(f"Evaluation protocol (the {held.split} split's metrics file "
+                        "\u2192 protocol)",
                         _json(protocol))
                 + (details("Run description (run.json)", _json(description))
                    if description is not None else "")),

@@ -48,7 +48,8 @@ def froc_html(evaluation, arms: Sequence[str]) -> str:
             f"{escape(room.sentence())}</p>")
     rates = ", ".join(str(r) for r in protocol.get("fp_rates", []))
     note = (f"<p class='note'>Sensitivity against false positives per image, pooled over all "
-            f"{protocol.get('n_slices', '?')} test slices; CPM is the mean sensitivity at "
+            f"{protocol.get('n_slices', '?')} {protocol.get('split', 'test')} slices; CPM is the "
+            "mean sensitivity at "
             f"{rates} false positives per image. A hit: "
             f"{escape(str(protocol.get('hit_rule', '?')))}. Dashed: the references (normal "
             "dose, noise-free reconstruction). The observers were trained on normal-dose "

@@ -55,6 +55,7 @@ class Site:
         mask: ``bool[H, W]`` its pixels, or None (real data: a box only).
         diameter_px: equivalent diameter (of the mask's area, else of the box's).
         contrast_hu: true contrast (phantoms), else None.
+        split: the held-out split its slice is of (``"test"``, ``"validation"``).
     """
 
     index: int
@@ -63,6 +64,7 @@ class Site:
     mask: np.ndarray | None
     diameter_px: float
     contrast_hu: float | None
+    split: str = "test"
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -87,13 +89,14 @@ def lesion_sites(held, lesions: Mapping[str, Mapping[str, np.ndarray]]) -> list[
                      r.mask.cpu().numpy().astype(bool),
                      float(table["diameter_px"][k]) if "diameter_px" in table
                      else 2 * math.sqrt(float(r.mask.sum()) / math.pi),
-                     float(table["contrast_hu"][k]) if "contrast_hu" in table else None)
+                     float(table["contrast_hu"][k]) if "contrast_hu" in table else None,
+                     held.split)
                 for k, r in enumerate(held.regions)]
     sites = []
     for image, target in enumerate(held.targets):
         for x1, y1, x2, y2 in target["boxes"].reshape(-1, 4).tolist():
             d = 2 * math.sqrt(max(x2 - x1, 0) * max(y2 - y1, 0) / math.pi)
-            sites.append(Site(len(sites), image, (x1, y1, x2, y2), None, d, None))
+            sites.append(Site(len(sites), image, (x1, y1, x2, y2), None, d, None, held.split))
     return sites
 
 
@@ -202,7 +205,7 @@ def _panels(site: Site, columns, evaluation, observers: Sequence[str], hit_rule:
             lines.append(f"recovery {number(float(recovery[site.index]), 2)}")
         if scores:
             lines.append(" &nbsp;".join(scores))
-        alt = (f"{set_label(name)}: lesion {site.index + 1} on test slice {site.image}, "
+        alt = (f"{set_label(name)}: lesion {site.index + 1} on {site.split} slice {site.image}, "
                f"{side}x{side} px crop, {label}")
         panels.append(figure(panel_png(rgb, scale, outlines=outlines, boxes=boxes), alt,
                              "<br>".join(lines)))
@@ -225,7 +228,7 @@ def _lesion_row(site: Site, columns, evaluation, observers: Sequence[str], hit_r
         if overview is not None:
             where = overview_png(overview[site.image, 0], window[1],
                                  (left, top, left + side, top + side), size=side * scale)
-            panels.insert(0, figure(where, f"where the crop lies on test slice {site.image}",
+            panels.insert(0, figure(where, f"where the crop lies on {site.split} slice {site.image}",
                                     f"<b>where</b><br>{escape(window[0])}"))
         rows.append(f"<div class='scroll'><div class='row'>{''.join(panels)}</div></div>")
     size = (f"{number(site.diameter_px * spacing_mm, 1)} mm ({number(site.diameter_px, 1)} px)"
@@ -233,7 +236,7 @@ def _lesion_row(site: Site, columns, evaluation, observers: Sequence[str], hit_r
     contrast = ("" if site.contrast_hu is None else
                 f", true contrast {number(site.contrast_hu, 0, signed=True)} HU "
                 f"({'brighter' if site.contrast_hu > 0 else 'darker'} than its background)")
-    return (f"<h3>Lesion {site.index + 1} (test slice {site.image}): {escape(size)} across"
+    return (f"<h3>Lesion {site.index + 1} ({site.split} slice {site.image}): {escape(size)} across"
             f"{escape(contrast)}</h3>{''.join(rows)}")
 
 
@@ -257,7 +260,8 @@ def crops_html(evaluation, held, arms: Sequence[str], *, hit_rule: str = "center
     """
     sites = lesion_sites(held, evaluation.lesions)
     if not sites:
-        return "<p>No lesions in the test slices: nothing to show up close.</p>"
+        return (f"<p>No lesions in the {held.split} slices: nothing to show up "
+                "close.</p>")
     picked = pick_evenly([s.diameter_px for s in sites], count)
     observers = _observers(evaluation)
     columns = ([("truth", held.truth)] if held.truth is not None else []) + [

@@ -1,6 +1,6 @@
 """The metric tables: a row per image set and per paired difference, a column per metric.
 
-Cells are the mean over test slices with the 95% interval under it; difference rows are signed
+Cells are the mean over held-out slices with the 95% interval under it; difference rows are signed
 and carry their verdict. A column no row has a value for is left out, and the notes say why
 (the model observer not computed, no lesion masks on real data, ...).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.metrics import judge
+from lidplug.metrics import judge_metric
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     EXTRA_METRICS,
@@ -95,7 +95,8 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
         rows: image sets to show (default: all of ``metrics``).
         differences: also the ``*_minus_*`` rows, signed, with their verdicts.
     """
-    comparator = metrics.get("protocol", {}).get("comparator")
+    protocol = metrics.get("protocol", {})
+    comparator = protocol.get("comparator")
     sets = image_sets(list(rows if rows is not None else metrics), arms)
     sets = [s for s in sets if isinstance(metrics.get(s), Mapping)]
     diffs = [k for k in metrics if "_minus_" in k] if differences else []
@@ -113,7 +114,7 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
         for c in columns:
             value, verdict = c.value(metrics[name]), None
             if value is not None:
-                verdict = judge(value, c.higher_is_better)
+                verdict = judge_metric(value, c.higher_is_better, protocol, c.path[0])
             cells.append(_cell(value, c, verdict))
         cls = "diff sep" if k == 0 else "diff"
         body.append(f"<tr class='{cls}'><td>{escape(short_label(arm))} \u2212 "
@@ -156,15 +157,17 @@ _COTRAINED_NOTE = (
 def _notes(metrics: Mapping[str, Any], window: str) -> list[str]:
     """The headline table's notes (HTML): statistics, reference, and each column's rule."""
     protocol = metrics.get("protocol", {})
+    split = protocol.get("split", "test")
     boot, win = protocol.get("bootstrap", {}), protocol.get("window", {})
     observers = protocol.get("observers") or []
     rows = [r for name, r in metrics.items() if name != "protocol" and isinstance(r, Mapping)]
     rates = ", ".join(str(r) for r in protocol.get("fp_rates", []))
     computed = any("model_observer_dprime" in r for r in rows)
     return [
-        f"Mean over the {protocol.get('n_slices', '?')} test slices; under it the "
+        f"Mean over the {protocol.get('n_slices', '?')} {split} slices; under it the "
         f"{escape(str(boot.get('interval', '95%')))} bootstrap interval "
-        f"({boot.get('resamples', '?')} resamples over test slices). Difference rows: arm minus "
+        f"({boot.get('resamples', '?')} resamples over {split} slices). Difference rows: arm "
+        "minus "
         "the plain arm on the same slices, marked <i>shown</i> when the interval excludes 0.",
         f"Reference: {escape(str(protocol.get('reference', '?')))}. RMSE: "
         f"{escape(str(protocol.get('rmse', 'HU, inside the body')))}. PSNR and SSIM on {window} "

@@ -305,3 +305,23 @@ def test_export_onto_a_full_disk_is_an_os_error_and_keeps_the_old_file(tmp_path,
     assert run.stdout.startswith(f"OSError {errno.EFBIG} "), run.stdout + run.stderr[-2000:]
     assert target.read_bytes() == b"the previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_non_finite_weights_are_not_exported(tmp_path):
+    """Regression: a NaN checkpoint exported and 'verified' (NaN compared equal to NaN)."""
+    model = ScriptableDenoiser()
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        export(model, tmp_path / "d.pt")
+    assert not (tmp_path / "d.pt").exists()
+
+
+def test_a_clamped_window_is_said_to_clip(tmp_path):
+    """A clamp=True window clips every HU outside it in denoise_hu (an identity model moved
+    air by 1000 HU): export says so."""
+    from lidplug.data import HUWindow
+    from lidplug.deploy import ExportWarning
+
+    with pytest.warns(ExportWarning, match="clamp"):
+        export(ScriptableDenoiser(), tmp_path / "d.pt", window=HUWindow(-160, 240, clamp=True))

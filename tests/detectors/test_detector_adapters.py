@@ -95,7 +95,9 @@ def test_wrapped_monai_retinanet_trains_and_predicts_in_lidplug_boxes():
 def test_monai_roi_term_pools_the_lesion_where_it_is():
     # Only the lesion region differs: the ROI term sees it, and boxes elsewhere see nothing.
     torch.manual_seed(0)
-    model = wrap(nn.Identity(), monai_retinanet()).train()
+    # No denoiser to train: it is frozen, so the objective only scores (the detector's terms).
+    model = wrap(nn.Identity(), monai_retinanet()).set_trainable(denoiser=False, detector=False)
+    model.train()
     _, clean, targets = batch(size=64, height=48)
     changed = clean.clone()
     changed[:, :, 12:24, 16:32] += 0.05  # rows 12..24, columns 16..32: the lesion box

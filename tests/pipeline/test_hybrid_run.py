@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cli_checks import check_metrics_file
 from real_data import need
 
 from lidplug.pipeline import SHIPPED_RUNS, evaluate, load_run, run
@@ -38,7 +39,7 @@ def test_real_lung_run_end_to_end(tmp_path):
         run(spec, out, folder, progress=False)
     pretrained = out / "pretrained"
     assert sorted(p.name for p in pretrained.iterdir()) == ["denoiser", "detector", "observer"]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = check_metrics_file(out / "metrics.json", "test")
     protocol = metrics["protocol"]
     assert "hybrid" in protocol["reference"] and protocol["n_slices"] == 3
     assert protocol["n_lesions_scored"] >= 1
@@ -51,7 +52,7 @@ def test_real_lung_run_end_to_end(tmp_path):
         assert metrics[name]["lesion_contrast_recovery"]["mean"] == pytest.approx(1.0, abs=1e-5)
     assert {"observer_cpm", "lesion_contrast_recovery", "rmse_hu"} <= set(
         metrics["lidnet_minus_baseline"])
-    real = json.loads((out / "metrics-real-lesions.json").read_text())
+    real = check_metrics_file(out / "metrics-real-lesions.json", "test")
     assert "annotated, never inserted" in real["protocol"]["reference"]
     assert real["protocol"]["lesions"] == "real" and real["protocol"]["n_slices"] == 3
     html = (out / "report.html").read_text()
