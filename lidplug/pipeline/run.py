@@ -172,6 +172,8 @@ def _load_arm(spec: RunSpec, out: Path, name: str, folder: Path | None) -> ArmRe
     state = load_checkpoint(path)
     denoiser, detector = starting_models(spec, folder, weights=False)
     for role, model in (("denoiser", denoiser), ("detector", detector)):
+        # Before wrap tries the denoiser: a NaN weight is named here, not as a NaN output.
+        _refuse_nonfinite(f"arm {name!r}", role, state.get(role, {}))
         try:
             model.load_state_dict(state[role])
         except (RuntimeError, KeyError) as err:
@@ -249,15 +251,19 @@ def _check_finite(arms: dict[str, ArmResult], cotrained: dict, observers: dict) 
     """Refuse to score models holding NaN or inf (they would score as models: a NaN detector
     finds nothing, a CPM of 0): each arm's denoiser, the detectors arms trained, the
     observers."""
-    from lidplug.training.checkpoint import nonfinite_entries
-
     models = [(f"arm {name!r}", "denoiser", r.model.denoiser) for name, r in arms.items()]
     models += [(f"arm {name!r}", "detector", det) for name, det in cotrained.items()]
     models += [(f"observer {name!r}", "detector", obs) for name, obs in observers.items()]
     for who, role, model in models:
-        if bad := nonfinite_entries(model.state_dict()):
-            raise ValueError(f"{who}: expected a {role} with finite weights, got {bad[:3]} "
-                             "holding NaN or inf (a diverged training or a damaged file)")
+        _refuse_nonfinite(who, role, model.state_dict())
+
+
+def _refuse_nonfinite(who: str, role: str, state: dict) -> None:
+    from lidplug.training.checkpoint import nonfinite_entries
+
+    if bad := nonfinite_entries(state):
+        raise ValueError(f"{who}: expected a {role} with finite weights, got {bad[:3]} "
+                         "holding NaN or inf (a diverged training or a damaged file)")
 
 
 def run(spec: RunSpec, out: str | Path, folder: Path | None = None, *, progress: bool = True

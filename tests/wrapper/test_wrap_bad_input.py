@@ -178,7 +178,12 @@ class _CastingDenoiser(nn.Module):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_a_denoiser_output_of_another_dtype(dtype):
-    model = wrap(_CastingDenoiser(dtype), faster_rcnn()).train()
+    # Found when wrapped (the probe) ...
+    with pytest.raises(TypeError, match=rf"denoiser: expected _CastingDenoiser to return the "
+                                        rf"input's dtype torch.float32, got {dtype}"):
+        wrap(_CastingDenoiser(dtype), faster_rcnn())
+    # ... and in training, past a wrap that skipped the probe.
+    model = wrap(_CastingDenoiser(dtype), faster_rcnn(), check=False).train()
     low, clean, targets = batch()
     with pytest.raises(TypeError, match=rf"denoiser: expected an output of dtype float32 .*"
                                         rf"got {str(dtype).replace('torch.', '')}"):
