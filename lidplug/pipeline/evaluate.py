@@ -31,6 +31,7 @@ Image sets scored: the low-dose input, each arm's denoised slices, the normal-do
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -101,6 +102,8 @@ class Evaluation:
         froc_curves: observer -> image set -> ``(fp_per_image, sensitivity)`` of all slices.
         lesions: image set -> per-lesion arrays (``contrast_recovery``, ``contrast_hu``,
             ``diameter_px``, ``image``, ...).
+        timings: seconds per stage (denoise, image_metrics, denoise_lesion_free,
+            lesion_metrics, observers, model_observer, bootstrap), for run.json.
     """
 
     metrics: dict
@@ -109,6 +112,7 @@ class Evaluation:
     froc_curves: dict[str, dict[str, tuple[list[float], list[float]]]] = field(
         default_factory=dict)
     lesions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _image_values(held: HeldOut, images: Tensor, window) -> dict[str, np.ndarray]:
@@ -186,6 +190,20 @@ def _lesion_means(table: Mapping[str, np.ndarray], n: int) -> dict:
     return out
 
 
+class _Clock:
+    """Seconds per stage: ``lap(name)`` books the time since the previous lap to ``name``."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str | None = None) -> None:
+        now = time.perf_counter()
+        if name is not None:
+            self.laps[name] = round(self.laps.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+
 def _lesion_tables(held: HeldOut, images: Mapping[str, Tensor],
                    twins: Mapping[str, Tensor] | None) -> dict[str, dict]:
     """Per image set, the per-lesion table of :func:`lidplug.metrics.lesion_metrics`.
@@ -249,7 +267,9 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         dose minus low dose, paired); and ``protocol``.
     """
     ev = spec.evaluate
+    clock = _Clock()
     images = {"low_dose": held.low}
+    clock.lap()
     for name, den in tqdm(denoisers.items(), desc="denoising", disable=not progress,
                           leave=False):
         images[name] = denoise(den, held.low, device)
@@ -261,7 +281,9 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
     images["normal_dose"] = held.normal
     if held.noise_free is not None:
         images["noise_free"] = held.window(held.noise_free)
+    clock.lap("denoise")
     per_slice = {name: _image_values(held, x, ev.window) for name, x in images.items()}
+    clock.lap("image_metrics")
     # Every set's output on the lesion-free twins, once: the model observer's lesion-absent
     # images, and (hybrid slices, whose twins carry the same noise) the exact contrast.
     twins = None
@@ -272,7 +294,9 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
                     for name, den in denoisers.items()}}
         if held.signal is not None:
             twins["normal_dose"] = held.window(held.window.inverse(held.normal) - held.signal)
+    clock.lap("denoise_lesion_free")
     lesions = _lesion_tables(held, images, twins) if held.regions else {}
+    clock.lap("lesion_metrics")
     detections: dict[str, dict[str, list]] = {}
     matches: dict[str, dict[str, list]] = {}
     jobs = [(obs, name) for obs in observers for name in images]
@@ -286,6 +310,7 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         dets = detect(det, images[arm], device)
         detections[f"cotrained:{arm}"] = {arm: dets}
         cot_matches[arm] = match_detections(dets, held.targets, criterion=ev.hit_rule)
+    clock.lap("observers")
     model_observer, observer_note = None, "not asked for"
     if ev.model_observer and held.lesion_free_low is not None:
         from lidplug.pipeline.observer import MIN_LESIONS, ModelObserver
@@ -297,6 +322,7 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         else:
             observer_note = (f"not computed: {len(held.regions)} test lesions, the CHO needs at "
                              f"least {MIN_LESIONS}")
+    clock.lap("model_observer")
     differences = ([(arm, comparator) for arm in denoisers if arm != comparator]
                    if comparator is not None else [])
     # The headroom with its own paired interval: what the dose costs the observers.
@@ -309,6 +335,7 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
         warnings.simplefilter("ignore", RuntimeWarning)
         flat = bootstrap(statistic, len(held), n_resamples=ev.bootstrap, seed=0,
                          recentre=lambda key: "|model_observer_" in key)
+    clock.lap("bootstrap")
     metrics = _nest({k: v.as_dict() for k, v in flat.items()})
     gap = metrics.pop("normal_dose_minus_low_dose", {})
     metrics["headroom"] = {k: gap[k] for k in ("observer_cpm", "observers") if k in gap}
@@ -322,7 +349,7 @@ def evaluate(spec: RunSpec, held: HeldOut, denoisers: Mapping[str, nn.Module],
             curves[obs][name] = (np.asarray(whole.curve_fp_per_image).tolist(),
                                  np.nan_to_num(np.asarray(whole.curve_sensitivity)).tolist())
     return Evaluation(metrics=metrics, images=images, detections=detections,
-                      froc_curves=curves, lesions=lesions)
+                      froc_curves=curves, lesions=lesions, timings=clock.laps)
 
 
 def _reference_text(held: HeldOut) -> str:

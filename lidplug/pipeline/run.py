@@ -229,21 +229,32 @@ def evaluate(spec: RunSpec, out: str | Path, folder: Path | None = None, *,
                      if a.feedback and spec.arm_train(a).mode != "frozen"}
         _check_finite(arms, cotrained, observers)
         _say(progress, f"evaluating on the {split} slices")
+        stages: dict[str, float] = {}
+        begun = time.perf_counter()
         held = held_out(spec, split, folder, progress=progress)
+        stages["held_out"] = time.perf_counter() - begun
         denoisers = {n: r.model.denoiser for n, r in arms.items()}
         evaluation = score(spec, held, denoisers, observers, cotrained=cotrained,
                            comparator=comparator(spec), device=device, progress=progress)
+        stages.update(evaluation.timings)
         real = None
         if spec.evaluate.real_lesions:
             _say(progress, f"evaluating on the real lesions of the {split} patients")
+            begun = time.perf_counter()
             held_real = held_out(spec, split, folder, lesions="real", progress=progress)
             real = (score(spec, held_real, denoisers, observers, cotrained=cotrained,
                           comparator=comparator(spec), device=device, progress=progress),
                     held_real)
-        timings = {f"evaluate_{split}": time.perf_counter() - t}
+            stages["real_lesions"] = time.perf_counter() - begun
+        # Where the evaluation's time goes, stage by stage (the outputs' is added below).
+        timings = {f"evaluate_{split}": time.perf_counter() - t,
+                   **{f"evaluate_{split}/{k}": round(v, 3) for k, v in stages.items()}}
         out.mkdir(parents=True, exist_ok=True)
         _record(out, spec, timings, f"evaluate_{split}")
+        begun = time.perf_counter()
         write_outputs(spec, out, evaluation, held, arms, report=report, real=real)
+        _record(out, spec, {f"evaluate_{split}/outputs": round(time.perf_counter() - begun, 3)},
+                None)
     return evaluation
 
 
