@@ -19,18 +19,37 @@ checkpoints, so a resumed run continues with the same weights.
 
 Under DDP each process measures its own batch; the weights may then differ slightly between
 processes (DDP averages the resulting gradients).
+
+Degenerate feedback. A term whose gradient is a vanishing fraction of the pixel term's carries
+no feedback, only rounding: with an untrained detector the ROI perceptual loss measured 1e-16 to
+1e-21 (its features flat), and balancing it asked for weights up to 5e12 and a total loss of
+1e6. So a weight never exceeds ``max_weight`` (default 1e4: the term then sends at most its own
+gradient times 1e4, which a term worth balancing never needs: against a fresh Faster R-CNN the
+weights are about 2e-5), and a term whose measured value or gradient is at rounding level is
+reported once, with a :class:`FeedbackWarning`, and kept in :attr:`FeedbackBalancer.degenerate`
+(the pipeline writes it to the run's record and its log).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FeedbackBalancer"]
+__all__ = ["DEFAULT_MAX_WEIGHT", "FeedbackBalancer", "FeedbackWarning"]
 
 TERMS = ("detection", "roi_perceptual")
+#: Largest balanced weight (see the module docstring).
+DEFAULT_MAX_WEIGHT = 1e4
+# A term below this (float32 rounding of losses of order one) carries no signal.
+_FLAT_VALUE = 1e-12
+
+
+class FeedbackWarning(UserWarning):
+    """A feedback term is degenerate (flat features, a gradient at rounding level): see
+    :mod:`lidplug.balance`."""
 
 
 def _grad_norm(term: Tensor, output: Tensor) -> float:
@@ -63,10 +82,14 @@ class FeedbackBalancer(nn.Module):
             gradient norm to the pixel term's, on the denoised image (0 turns the term off).
         every: steps between measurements (1 measures every step).
         momentum: of the moving average of the log ratios (0 keeps only the last measurement).
+        max_weight: the largest weight given (see the module docstring).
+
+    Attributes:
+        degenerate: term name -> why it was found degenerate (each reported once).
     """
 
-    def __init__(self, fractions: dict[str, float], every: int = 10, momentum: float = 0.8
-                 ) -> None:
+    def __init__(self, fractions: dict[str, float], every: int = 10, momentum: float = 0.8,
+                 max_weight: float = DEFAULT_MAX_WEIGHT) -> None:
         super().__init__()
         unknown = sorted(set(fractions) - set(TERMS))
         if unknown:
@@ -78,6 +101,11 @@ class FeedbackBalancer(nn.Module):
             raise ValueError(f"every: expected an int >= 1, got {every!r}")
         if not (isinstance(momentum, int | float) and 0 <= momentum < 1):
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        if not (isinstance(max_weight, int | float) and math.isfinite(max_weight)
+                and max_weight > 0):
+            raise ValueError(f"max_weight: expected a finite number > 0, got {max_weight!r}")
+        self.max_weight = float(max_weight)
+        self.degenerate: dict[str, str] = {}
         self.fractions = {k: float(v) for k, v in fractions.items()}
         self.every = every
         self.momentum = float(momentum)
@@ -93,12 +121,30 @@ class FeedbackBalancer(nn.Module):
             if term is None or not term.requires_grad or self.fractions.get(name, 0) == 0:
                 continue
             n = _grad_norm(term, output)
+            self._check_degenerate(name, float(term.detach()), n, n_pix)
             if not (n > 0 and n_pix > 0 and math.isfinite(n) and math.isfinite(n_pix)):
                 continue  # nothing to balance this time (no lesion in the batch, or a flat term)
             value = math.log(n / n_pix)
             old = float(self.log_ratio[i])
             self.log_ratio[i] = value if math.isnan(old) else (
                 self.momentum * old + (1 - self.momentum) * value)
+
+    def _check_degenerate(self, name: str, value: float, norm: float, pixel_norm: float) -> None:
+        if name in self.degenerate or not (math.isfinite(value) and pixel_norm > 0):
+            return
+        if 0 <= abs(value) < _FLAT_VALUE and value != 0:
+            why = (f"its value is {value:.1e}: the detector's features are flat (an untrained "
+                   f"or collapsed detector?)")
+        elif 0 < norm < pixel_norm / self.max_weight:
+            why = (f"its gradient on the denoised image is {norm / pixel_norm:.1e} of the pixel "
+                   f"term's: rounding level")
+        else:
+            return
+        self.degenerate[name] = why
+        warnings.warn(f"lidplug: the {name} feedback term is degenerate: {why}; its balanced "
+                      f"weight is capped at {self.max_weight:g}. Pretrain the detector "
+                      f"(train.detector_pretrain_steps) or turn the term off.", FeedbackWarning,
+                      stacklevel=4)
 
     def forward(self, pixel: Tensor, terms: dict[str, Tensor], output: Tensor
                 ) -> dict[str, float]:
@@ -120,9 +166,10 @@ class FeedbackBalancer(nn.Module):
         for i, name in enumerate(TERMS):
             ratio = float(self.log_ratio[i])
             fraction = self.fractions.get(name, 0.0)
-            weights[name] = 0.0 if math.isnan(ratio) or fraction == 0 else (
-                fraction * math.exp(-ratio))
+            weights[name] = 0.0 if math.isnan(ratio) or fraction == 0 else min(
+                fraction * math.exp(-ratio), self.max_weight)
         return weights
 
     def extra_repr(self) -> str:
-        return f"fractions={self.fractions}, every={self.every}, momentum={self.momentum}"
+        return (f"fractions={self.fractions}, every={self.every}, momentum={self.momentum}, "
+                f"max_weight={self.max_weight:g}")

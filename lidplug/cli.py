@@ -35,14 +35,24 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-def _dose(text: str) -> float:
+# The smallest dose a copy may have (lidplug.pipeline.spec.MIN_DOSE; not imported, so that
+# --help stays fast): below it no photon reaches a detector, and float32 rounds it to 0.
+_MIN_DOSE = 1e-6
+
+
+def _float(text: str) -> float:
+    """``text`` as a number; NaN, which fails every range check, when it is none."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:  # NaN fails too
+        return float("nan")
+
+
+def _dose(text: str) -> float:
+    value = _float(text)
+    if not _MIN_DOSE <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(
-            f"expected a fraction of the scan's dose in (0, 1], got {text!r}"
+            f"expected a fraction of the scan's dose in [{_MIN_DOSE:g}, 1], got {text!r}"
         )
     return value
 
@@ -61,8 +71,8 @@ def _add_simulate(sub) -> None:
             "Make a simulated low-dose copy of IN in OUT. IN may be a DICOM file, a DICOM series "
             "folder or a folder of series folders (OUT mirrors it; each series becomes a derived "
             "series 0001.dcm, 0002.dcm, ... whose description names the dose; a folder holding "
-            "several series gets one subfolder per SeriesInstanceUID; DICOMDIR files are "
-            "ignored), a DeepLesion "
+            "several series gets one subfolder per SeriesInstanceUID; DICOMDIR files and "
+            "symbolic links to folders are ignored), a DeepLesion "
             "folder (DL_info.csv + Images_png/: 16-bit PNGs in the same layout, DL_info.csv "
             "copied) or a single 16-bit PNG (OUT: a .png file or a folder). Noise of each slice "
             "is seeded from --seed and its path, so reruns give the same images. Files that "
@@ -133,7 +143,16 @@ def _add_demo(sub) -> None:
         ),
     )
     _run_options(p, required=False,
-                 out_help="output folder (default: ./lidplug-demo; its files are replaced)")
+                 out_help="output folder (default: ./lidplug-demo, ./lidplug-real-lung); a "
+                          "folder an earlier demo made is replaced, any other non-empty one "
+                          "only with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out even if another command made it")
+    p.add_argument("--run", choices=("demo", "real-lung"), default="demo",
+                   help="which shipped run: 'demo' (phantoms, default) or 'real-lung' (real "
+                        "chest CT with real LIDC nodules inserted, and the held-out patients' "
+                        "own tumours; needs --data.root PATH or $LIDPLUG_DATA, about 20 minutes "
+                        "on 2 CPU cores)")
     _device_option(p, "cpu", "train")
     p.add_argument("--seed", type=_seed, default=None,
                    help="seed of the data streams and the training (default: the run file's)")
@@ -227,7 +246,99 @@ def _add_export(sub) -> None:
     p.set_defaults(func=_run("export"))
 
 
-_COMMANDS = (_add_simulate, _add_demo, _add_train, _add_evaluate, _add_denoise, _add_export)
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _open_fraction(text: str) -> float:
+    value = _positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _add_lcd(sub) -> None:
+    p = sub.add_parser(
+        "lcd", help="the FDA's low-contrast detectability test (LCD-CT): score, phantom",
+        description=(
+            "The FDA LCD-CT toolbox's test (MITA-LCD phantom, Laguerre-Gauss channelized "
+            "Hotelling observer, AUC vs dose per disc) inside lidplug: 'score' reads a folder "
+            "in the toolbox's layout and scores it by the toolbox's protocol; 'phantom' makes "
+            "such a folder from a digital MITA-LCD phantom scanned by lidplug's simulator, with "
+            "FBP and any exported denoisers. See docs/LCD.md."
+        ),
+    )
+    lcd = p.add_subparsers(dest="lcd_command", metavar="SUBCOMMAND", required=True)
+    s = lcd.add_parser(
+        "score", help="score a folder in the LCD-CT layout",
+        description=(
+            "Score ROOT (<recon>/dose_XXX/signal_present|signal_absent/*.mhd with "
+            "<recon>/ground_truth.mhd or ROOT/ground_truth.mhd; pixels HU + --offset) by the "
+            "toolbox's protocol: the discs are found in the ground truth; per recon, dose and "
+            "disc a Laguerre-Gauss CHO on ROIs around the disc, over random train/test splits "
+            "of the images ('readers'). Writes lcd.json (AUC and d' per recon, dose and disc: "
+            "mean, standard deviation and 2.5-97.5 percentile range over readers), lcd.csv "
+            "(one line per reader, the toolbox's columns) and lcd.html (AUC vs dose per disc, "
+            "one line per recon) into --out, replacing those files. Defaults are the "
+            "toolbox's; --seed selects the same readers as its seed_split."
+        ),
+    )
+    s.add_argument("root", metavar="ROOT", type=Path, help="folder in the LCD-CT layout")
+    s.add_argument("--out", type=Path, default=Path("lidplug-lcd"),
+                   help="output folder (default: ./lidplug-lcd)")
+    s.add_argument("--channels", type=_positive_int, default=None,
+                   help="Laguerre-Gauss channels (default: 5)")
+    s.add_argument("--channel-width", type=_positive_float, default=None, metavar="FRACTION",
+                   help="channel width as a fraction of the disc's diameter (default: 2/3)")
+    s.add_argument("--roi-size", type=_positive_int, default=None, metavar="PIXELS",
+                   help="ROI side, odd (default: twice the largest disc's diameter, plus 1)")
+    s.add_argument("--readers", type=_positive_int, default=None,
+                   help="random train/test splits (default: 10)")
+    s.add_argument("--train-fraction", type=_open_fraction, default=None,
+                   help="fraction of each class that trains a reader (default: 0.5)")
+    s.add_argument("--seed", type=_seed, default=None,
+                   help="seed of the readers' splits (default: 0)")
+    s.add_argument("--offset", type=float, default=None,
+                   help="subtracted from the stored values to give HU (default: 1000)")
+    s.set_defaults(func=_run("lcd"))
+    ph = lcd.add_parser(
+        "phantom", help="scan a digital MITA-LCD phantom, write FBP and denoised sets",
+        description=(
+            "Write into OUT a digital MITA-LCD phantom (the toolbox's CCT189: 200-mm water "
+            "cylinder, discs of 3, 5, 7 and 10 mm at 14, 7, 5 and 3 HU) scanned by lidplug's "
+            "simulator at each of --doses with --images independent noise realisations per "
+            "class (signal present, signal absent), reconstructed by FBP (OUT/fbp) and, for "
+            "each --denoiser, denoised from those FBP images (OUT/<name>), in the toolbox's "
+            "layout: 'lidplug lcd score OUT' and the toolbox both read it. Noise at full dose "
+            "matches the toolbox's sample (about 24 HU in the centre)."
+        ),
+    )
+    ph.add_argument("output", metavar="OUT", type=Path, help="output folder")
+    ph.add_argument("--doses", type=_dose, nargs="+", required=True, metavar="DOSE",
+                    help="dose fractions, whole percentages (e.g. 0.1 0.55 1.0)")
+    ph.add_argument("--images", type=_positive_int, required=True, metavar="N",
+                    help="images per class and dose (the toolbox suggests 200)")
+    ph.add_argument("--denoiser", action="append", default=[], metavar="[NAME=]MODEL",
+                    help="an exported denoiser (lidplug export: .pt or .pt2), repeatable; its "
+                         "recon folder is NAME (default: the file's stem)")
+    ph.add_argument("--size", type=_positive_int, default=None, metavar="PIXELS",
+                    help="image side (default: 320)")
+    ph.add_argument("--pixel-size", type=_positive_float, default=None, metavar="MM",
+                    help="pixel size in mm (default: 0.7)")
+    ph.add_argument("--i0", type=_positive_float, default=None,
+                    help="photons per detector bin per view at full dose (default: 3.2e5)")
+    ph.add_argument("--seed", type=_seed, default=0, help="base seed of the noise (default: 0)")
+    ph.add_argument("--overwrite", action="store_true",
+                    help="write into an existing non-empty OUT, replacing files")
+    _device_option(ph, "cpu", "simulate and denoise")
+    ph.set_defaults(func=_run("lcd"))
+
+
+_COMMANDS = (_add_simulate, _add_demo, _add_train, _add_evaluate, _add_denoise, _add_export,
+             _add_lcd)
 
 
 def _parser() -> argparse.ArgumentParser:

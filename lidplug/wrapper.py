@@ -1,7 +1,9 @@
 """``wrap(denoiser, detector)``: any denoiser trained with lesion-detector feedback (LIDnet).
 
 The wrapped model is an ``nn.Module`` holding the user's two modules unchanged
-(``model.denoiser is denoiser``, ``model.detector is detector``):
+(``model.denoiser is denoiser``, ``model.detector is detector``; a denoiser given its own
+``units``, fixed ``forward_kwargs`` or ``identity_start`` sits inside the adapter
+:func:`lidplug.models.adapt_denoiser` builds, which is then ``model.denoiser``):
 
 * training mode, ``model(low, clean, targets)``: the LIDnet objective for the denoiser, a dict with
   ``loss`` (backpropagate this), ``output`` (the denoised batch) and the terms ``pixel``,
@@ -108,13 +110,14 @@ class WrapConfig:
             if not (isinstance(value, int | float) and not isinstance(value, bool)
                     and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        for name in ("roi_output_size", "num_proposals", "balance_every"):
+        # Upper bounds: each is a size allocated per box or step; beyond them, a typo that
+        # would ask for terabytes.
+        for name, low, high in (("roi_output_size", 1, 64), ("num_proposals", 1, 10_000),
+                                ("balance_every", 1, 10**9), ("roi_sampling_ratio", 0, 64)):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name}: expected an int > 0, got {value!r}")
-        if not (isinstance(self.roi_sampling_ratio, int) and self.roi_sampling_ratio >= 0):
-            raise ValueError(f"roi_sampling_ratio: expected an int >= 0, got "
-                             f"{self.roi_sampling_ratio!r}")
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and low <= value <= high):
+                raise ValueError(f"{name}: expected an int in [{low}, {high}], got {value!r}")
         if self.roi_levels is not None:
             if isinstance(self.roi_levels, str) or not all(
                     isinstance(n, str) for n in self.roi_levels) or not self.roi_levels:
@@ -142,6 +145,18 @@ class WrapConfig:
 def _detection_loss(det_pass: DetectorPass) -> Tensor:
     # The detector's terms summed in float32, whatever the autocast dtype.
     return sum(v.float() for v in det_pass.losses.values())
+
+
+def _check_output_dtype(output: Tensor, low: Tensor) -> None:
+    """The denoiser's output in the input's dtype, or autocast's: another dtype (a model that
+    casts to float64 or float16) fails later inside the detector with a raw dtype error."""
+    allowed = {low.dtype}
+    if torch.is_autocast_enabled(low.device.type):
+        allowed.add(torch.get_autocast_dtype(low.device.type))
+    if output.dtype not in allowed:
+        expected = " or ".join(sorted(str(d).replace("torch.", "") for d in allowed))
+        raise TypeError(f"denoiser: expected an output of dtype {expected} (the input's), got "
+                        f"{str(output.dtype).replace('torch.', '')}")
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -216,6 +231,9 @@ class LesionAwareDenoiser(nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 1:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{name}: expected Tensor[B, 1, H, W], got {got}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: expected at least one image, got a batch of 0 "
+                             f"{tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
         if like is not None and x.shape != like.shape:
@@ -227,8 +245,9 @@ class LesionAwareDenoiser(nn.Module):
         """Validate torchvision-style targets for ``images`` and move them to its device.
 
         Boxes must be ``xyxy`` inside the image with ``x1 < x2``, ``y1 < y2`` (``clip_boxes``
-        clips instead, with a warning), labels ``>= 1``, one target per image; an image may have
-        no boxes. Other keys (e.g. ``masks``) pass through.
+        clips instead, with a warning), labels whole numbers ``>= 1`` and below the detector's
+        class count (where its adapter tells it), one target per image; an image may have no
+        boxes. Other keys (e.g. ``masks``) pass through.
         """
         batch, (height, width) = images.shape[0], images.shape[-2:]
         if not isinstance(targets, Sequence) or isinstance(targets, str | Mapping):
@@ -237,6 +256,7 @@ class LesionAwareDenoiser(nn.Module):
         if len(targets) != batch:
             raise ValueError(f"targets: expected {batch} (one per image of the batch), got "
                              f"{len(targets)}")
+        classes = self.adapter.num_classes(self.detector)
         out = []
         for i, t in enumerate(targets):
             if not isinstance(t, Mapping) or "boxes" not in t or "labels" not in t:
@@ -245,6 +265,10 @@ class LesionAwareDenoiser(nn.Module):
             checked = make_target(torch.as_tensor(t["boxes"]).detach().cpu(),
                                   torch.as_tensor(t["labels"]).cpu(), (height, width),
                                   clip=self.config.clip_boxes, name=f"targets[{i}]")
+            if classes is not None and bool((checked["labels"] >= classes).any()):
+                raise ValueError(f"targets[{i}]: expected labels below {classes} (the "
+                                 f"detector's classes, background 0 included), got "
+                                 f"{checked['labels'].tolist()}")
             extra = {k: v for k, v in t.items() if k not in ("boxes", "labels")}
             out.append({**extra, **{k: v.to(images.device) for k, v in checked.items()}})
         return out
@@ -282,11 +306,19 @@ class LesionAwareDenoiser(nn.Module):
         self._check_images("low", low)
         self._check_images("clean", clean, like=low)
         targets = self.check_targets(targets, low)
+        # A loss meant to train (grad on) a denoiser with nothing to train would fail only at
+        # the user's backward ("element 0 of tensors does not require grad").
+        if (torch.is_grad_enabled() and self._trainable["denoiser"]
+                and next(self.denoiser.parameters(), None) is None):
+            raise ValueError(f"denoiser: expected parameters to train, got none "
+                             f"({type(self.denoiser).__name__}); freeze it "
+                             "(set_trainable(denoiser=False)) to score the detector alone")
         output = (denoiser or self.denoiser)(low)
         if not isinstance(output, Tensor) or output.shape != low.shape:
             got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
             raise ValueError(f"denoiser: expected an output of the input's shape "
                              f"{tuple(low.shape)}, got {got}")
+        _check_output_dtype(output, low)
         pixel = pixel_loss(output, clean, cfg.pixel_loss)
         zero = pixel.new_zeros(())
         result = {"output": output, "pixel": pixel, "detection": zero, "roi_perceptual": zero,
@@ -349,13 +381,33 @@ class LesionAwareDenoiser(nn.Module):
             self.train(self.training)
 
 
+def _adapted_denoiser(denoiser: nn.Module, window: HUWindow, units: Any,
+                      forward_kwargs: Mapping[str, Any] | None, identity_start: bool,
+                      example_input: Tensor | None, check: bool) -> nn.Module:
+    """The denoiser training calls (adapted to ``window`` units), tried once on a small batch."""
+    from lidplug.models import adapt_denoiser, check_denoiser
+
+    adapted = adapt_denoiser(denoiser, units=units, forward_kwargs=forward_kwargs,
+                             identity_start=identity_start, window=window)
+    if check:
+        check_denoiser(adapted, example_input)
+    return adapted
+
+
 def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter | None = None,
          input_adapter: nn.Module | None = None, window: HUWindow | None = None,
+         units: Any = None, forward_kwargs: Mapping[str, Any] | None = None,
+         identity_start: bool = False, example_input: Tensor | None = None, check: bool = True,
          **options: Any) -> LesionAwareDenoiser:
     """Wrap a denoiser and a lesion detector into one LIDnet-trainable module.
 
+    The denoiser is tried once on ``example_input`` (:func:`lidplug.models.check_denoiser`:
+    its ``forward`` signature, then the output's shape, dtype and values), so that one that
+    training could not use fails here with what to change.
+
     Args:
-        denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W].
+        denoiser: any ``nn.Module`` mapping Tensor[B, 1, H, W] to Tensor[B, 1, H, W] (in
+            ``window`` units, or in its own ``units``).
         detector: a torchvision detection model (any builder of
             ``torchvision.models.detection``: Faster/Mask R-CNN, RetinaNet, FCOS, SSD, any
             backbone; Keypoint R-CNN with targets that carry ``keypoints``), MONAI's 2D
@@ -364,14 +416,34 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
         input_adapter: module mapping denoiser output to detector input; None =
             :class:`~lidplug.detectors.DetectorInput` with the default windows for the channel
             count the detector expects.
-        window: the normalisation the denoiser's units are in; None = ``HUWindow()``.
+        window: the normalisation the data (and the wrapped model's ``denoiser``) are in;
+            None = ``HUWindow()``.
+        units: the denoiser's own input units, when they are not ``window``'s: a
+            :class:`lidplug.models.HUUnits` or a table in HU, ``{"mean": m, "std": s}`` (the
+            model sees ``(HU - m) / s``) or ``{"window": (lo, hi)}`` (``lo..hi`` HU to 0..1);
+            e.g. :data:`lidplug.models.LDCT_BENCHMARK_UNITS` for ldct-benchmark's networks.
+        forward_kwargs: fixed keyword arguments of the denoiser's ``forward`` besides the image
+            (e.g. ``{"sigma": 0.05}`` for deepinv's DRUNet), in the denoiser's units.
+        identity_start: start the denoiser as the identity behind a zero-initialised gate
+            (:class:`lidplug.models.IdentityStart`), for a third-party model that does not.
+        example_input: the probe batch, Tensor[B, 1, H, W] in ``window`` units (default
+            1x1x64x64 water slices with noise); use one of your slices' size for a model that
+            takes only some sizes.
+        check: try the denoiser on the probe batch (False skips it).
         **options: fields of :class:`WrapConfig` (``pixel_loss``, ``det_weight``, ``roi_weight``,
             ``roi_source``, ``roi_levels``, ``roi_output_size``, ``roi_sampling_ratio``,
             ``num_proposals``, ``clip_boxes``, ``balance``, ``det_fraction``,
             ``roi_fraction``, ``balance_every``).
 
     Returns:
-        A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring).
+        A :class:`LesionAwareDenoiser`, detector frozen (see the module docstring). Its
+        ``denoiser`` is ``denoiser`` itself, or, given ``units``, ``forward_kwargs`` or
+        ``identity_start``, the module :func:`lidplug.models.adapt_denoiser` builds around it
+        (so training, evaluation and :func:`lidplug.export` all see the same units).
+
+    Raises:
+        TypeError, ValueError: bad options, or a denoiser that fails its check (one message
+            naming what was expected and what came).
     """
     if not isinstance(denoiser, nn.Module):
         raise TypeError(f"denoiser: expected an nn.Module, got {type(denoiser).__name__}")
@@ -384,6 +456,8 @@ def wrap(denoiser: nn.Module, detector: nn.Module, *, adapter: DetectorAdapter |
     config = WrapConfig(**options)
     adapter = adapter if adapter is not None else adapter_for(detector)
     window = window if window is not None else HUWindow()
+    denoiser = _adapted_denoiser(denoiser, window, units, forward_kwargs, identity_start,
+                                 example_input, check)
     channels = adapter.input_channels(detector)
     if input_adapter is None:
         input_adapter = DetectorInput(channels=channels, units=window)

@@ -1,6 +1,7 @@
 """Automatic feedback balancing: each term sends the chosen fraction of the pixel gradient."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -129,3 +130,50 @@ def test_half_precision_outputs_are_measured_as_in_float32():
     full = log_ratio(torch.float32)
     assert math.isfinite(full)
     assert log_ratio(torch.float16) == pytest.approx(full, abs=0.02)
+
+
+def test_a_degenerate_term_is_capped_and_reported_once():
+    # An untrained detector's ROI features are flat: the term is ~1e-18 and its gradient at
+    # rounding level; balancing it would ask for a weight of about 1e12.
+    from lidplug.balance import DEFAULT_MAX_WEIGHT, FeedbackWarning
+
+    out = (torch.rand(2, 1, 16, 16) + 0.5).requires_grad_()
+    pixel = ((out - 0.5) ** 2).mean()
+    flat = (out * 1e-9).pow(2).mean()
+    balancer = FeedbackBalancer({"roi_perceptual": 1.0}, every=1).train()
+    with pytest.warns(FeedbackWarning, match="roi_perceptual feedback term is degenerate: its "
+                                             "value is .*features are flat"):
+        weights = balancer(pixel, {"roi_perceptual": flat}, out)
+    assert weights["roi_perceptual"] == DEFAULT_MAX_WEIGHT
+    assert "roi_perceptual" in balancer.degenerate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once
+        balancer(pixel, {"roi_perceptual": flat}, out)
+    # A gradient at rounding level relative to the pixel term, with a value that is not flat.
+    tiny = FeedbackBalancer({"detection": 1.0}, every=1, max_weight=100.0).train()
+    with pytest.warns(FeedbackWarning, match=r"gradient on the denoised image is 1\.0e-04 of"):
+        weights = tiny(pixel, {"detection": 1.0 + pixel.detach() + 1e-4 * pixel}, out)
+    assert weights["detection"] == 100.0
+    # A healthy term is neither capped nor reported.
+    healthy = FeedbackBalancer({"detection": 1.0}, every=1).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = healthy(pixel, {"detection": 3.0 * pixel}, out)
+    assert weights["detection"] == pytest.approx(1 / 3) and not healthy.degenerate
+
+
+def test_a_degenerate_term_reaches_the_run_notes_and_the_report():
+    from lidplug.pipeline import ArmResult
+    from lidplug.pipeline.train import feedback_notes
+    from lidplug.report.curves import training_html
+
+    model = _wrapped()
+    assert feedback_notes(model) == []
+    model.balancer.degenerate["roi_perceptual"] = "its value is 1.0e-18: flat"
+    notes = feedback_notes(model)
+    assert notes == ["the roi_perceptual feedback term was degenerate: its value is 1.0e-18: "
+                     "flat"]
+    arm = ArmResult("lidnet", model, [{"step": 0, "phase": "denoiser", "loss": 1.0, "pixel": 1.0}],
+                    notes=notes)
+    assert "roi_perceptual feedback term was degenerate" in training_html({"lidnet": arm},
+                                                                         ["lidnet"])

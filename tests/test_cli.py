@@ -52,7 +52,7 @@ def test_help(capsys):
         ([], "required: COMMAND"),
         (["frobnicate"], "invalid choice"),
         (["simulate", "IN"], "required: OUT"),
-        (["simulate", "IN", "OUT", "--dose", "1.5"], r"--dose: expected .* \(0, 1\], got '1.5'"),
+        (["simulate", "IN", "OUT", "--dose", "1.5"], r"--dose: expected .* \[1e-06, 1\], got '1.5'"),
         (["simulate", "IN", "OUT", "--dose", "none"], "--dose"),
         (["simulate", "IN", "OUT", "--seed", "-3"], "--seed: expected a non-negative integer"),
         (["simulate", "IN", "OUT", "--method", "fast"], "--method"),
@@ -243,3 +243,24 @@ def test_series_uids_never_become_paths(series, tmp_path, crafted, capsys):
     folders = sorted(p for p in out.iterdir())
     assert len(folders) == 2 and all(f.is_dir() for f in folders)
     assert sorted(len(read_dicom(f)[0]) for f in folders) == [2, 3]
+
+
+def test_symlinked_folders_are_not_followed(series, tmp_path, capsys):
+    """Regression: simulate followed symlinked folders and wrote the same series three times."""
+    root = tmp_path / "study"
+    root.mkdir()
+    series.rename(root / "real")
+    (root / "link").symlink_to(root / "real", target_is_directory=True)
+    (root / "deeper").mkdir()
+    (root / "deeper" / "link").symlink_to(root / "real", target_is_directory=True)
+    out = tmp_path / "low"
+    assert main(["simulate", str(root), str(out)]) == 0
+    assert "wrote 3 file(s)" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm")) == [
+        "real/0001.dcm", "real/0002.dcm", "real/0003.dcm"]
+
+
+def test_a_vanishing_dose_is_refused_naming_it(series, tmp_path, capsys):
+    """Regression: --dose 1e-300 was refused with 'got [0.0]'."""
+    assert main(["simulate", str(series), str(tmp_path / "low"), "--dose", "1e-300"]) == 2
+    assert "1e-300" in error_line(capsys)

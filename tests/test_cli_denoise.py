@@ -169,3 +169,46 @@ def test_a_full_disk_while_writing(models, series, tmp_path, capsys, monkeypatch
     assert "cannot write slice 2 of 3 (No space left on device); the 1 file(s) written before it are complete" in line
     assert sorted(p.name for p in out.iterdir()) == ["0001.dcm"]  # no half file, no temporary one
     assert pydicom.dcmread(out / "0001.dcm").pixel_array.shape == (128, 128)
+
+
+def test_overwrite_leaves_no_slice_of_the_series_before(models, tmp_path, capsys):
+    """Regression: 'denoise --overwrite' into a folder holding a longer series left its last
+    slices beside the new ones (two series in one folder)."""
+    from lidplug.io import read_dicom
+
+    if not CT_SMALL.is_file():
+        pytest.skip("CT_small.dcm is not shipped with the installed pydicom")
+    long, short = ct_small_series(tmp_path / "long", 5), ct_small_series(tmp_path / "short", 2)
+    out = tmp_path / "out"
+    assert _denoise(long, out, models / "redcnn.pt") == 0
+    (out / "notes.txt").write_text("not a slice: kept")
+    assert _denoise(short, out, models / "redcnn.pt", "--overwrite") == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["0001.dcm", "0002.dcm", "notes.txt"]
+    with pytest.warns(UserWarning, match="notes.txt"):  # read, and skipped: not a slice
+        image, meta = read_dicom(out)
+    assert image.shape[0] == 2 and len({str(d.SeriesInstanceUID) for d in meta.datasets}) == 1
+
+
+@pytest.mark.parametrize("slope", [0.0, -1.0, 1e6])
+def test_an_unphysical_rescale_is_refused(models, tmp_path, capsys, slope):
+    """Regression: RescaleSlope 0 (every pixel -1024 HU) was denoised and written, exit 0."""
+    stored = np.full((64, 64), 1000, np.int16)
+    save_dataset(ct_dataset(stored, slope=slope), tmp_path / "in" / "a.dcm")
+    assert _denoise(tmp_path / "in" / "a.dcm", tmp_path / "out", models / "redcnn.pt") == 2
+    assert re.search("RescaleSlope|expected HU within", error_line(capsys))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_long_model_name_is_cut_to_fit_the_series_description(series, tmp_path, capsys):
+    """Regression: a model name too long for the 64 characters of SeriesDescription made
+    'denoise' fail after denoising."""
+    long_name = type("A" * 80 + "Denoiser", (torch.nn.Module,), {
+        "__init__": lambda self: (torch.nn.Module.__init__(self),
+                                  setattr(self, "conv", torch.nn.Conv2d(1, 1, 1)))[0],
+        "forward": lambda self, x: x + 0 * self.conv(x)})
+    export(long_name(), tmp_path / "long.pt")
+    assert _denoise(series, tmp_path / "out", tmp_path / "long.pt") == 0
+    capsys.readouterr()
+    description = str(pydicom.dcmread(tmp_path / "out" / "0001.dcm").SeriesDescription)
+    assert len(description) <= 64 and "lidplug denoised (AAAA" in description

@@ -4,6 +4,7 @@
     python tools/results.py run grid     [--seeds 0 1 2] [--threads N]   # denoisers x doses
     python tools/results.py run ablation [--seeds 0 1 2] [--threads N]   # the method's parts
     python tools/results.py render                                       # docs/RESULTS.md
+    (the real-anatomy section: tools/real_results.py, rendered on the same page)
 
 Every cell is one run of the library's pipeline (``lidplug.pipeline.run``) on the demo's run
 file with a few overrides: the same data, simulation, shipped starting models, budget and
@@ -227,7 +228,7 @@ def _verdict(values: list[float], higher: bool) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if len(values) < 2:
         return ""
-    from lidplug.pipeline import judge
+    from lidplug.metrics import judge
 
     verdict = judge(_t_interval(values), higher)
     return verdict if verdict == "not shown" else f"**{verdict}**"
@@ -241,7 +242,12 @@ def _mean(metrics: dict, row: str, key: str) -> float | None:
 def render() -> str:
     """The page (also written to docs/RESULTS.md by main)."""
     records = _records()
-    lines = ["# Results: plain vs LIDnet-wrapped denoisers on the built-in phantoms", "",
+    lines = ["# Results: plain vs LIDnet-wrapped denoisers, on phantoms and on real anatomy",
+             "", "Two studies: the built-in phantoms (this page's first part) and real chest CT "
+             "with real nodules and tumours ([Real anatomy](#real-anatomy-real-chest-ct-with-"
+             "real-lidc-nodules-hybrid-and-real-tumours), the last part). The FDA's low-contrast "
+             "detectability test of plain and LIDnet denoisers is on its own page, "
+             "[LCD.md](LCD.md).", "",
              "Regenerate: `python tools/results.py run grid`, `python tools/results.py run "
              "ablation`, then `python tools/results.py render` (raw results: "
              "`docs/results/runs.jsonl`, one line per run, each with its whole `metrics.json`). "
@@ -251,6 +257,9 @@ def render() -> str:
         return "\n".join([*lines, "No runs recorded yet.", ""])
     lines += (_design() + _setup(records) + _tuning(records) + _grid(records)
               + _ablation(records) + _figures_section(records) + _reading())
+    import real_results  # the real-anatomy study (tools/real_results.py), its own section
+
+    lines += real_results.section()
     return "\n".join(lines) + "\n"
 
 

@@ -13,12 +13,22 @@ __all__ = ["check_device", "check_output", "user_errors"]
 
 @contextlib.contextmanager
 def user_errors(what: str = "") -> Iterator[None]:
-    """Re-raise the exceptions bad input causes (ValueError, TypeError, OSError) as one line."""
+    """Re-raise the exceptions bad input causes (ValueError, TypeError, OSError, and a training
+    that diverged on the run's settings) as one line."""
     try:
         yield
     except (ValueError, TypeError, OSError) as err:
         text = str(err).replace("\n", " ")
         raise CLIError(f"{what}: {text}" if what else text) from None
+    except RuntimeError as err:
+        from lidplug.training import TrainingDiverged
+
+        if not isinstance(err, TrainingDiverged):
+            raise
+        text = str(err).replace("\n", " ")
+        raise CLIError(f"training diverged: {text} (expected settings that train: lower the "
+                       "learning rate, train.lr_denoiser / lr_detector, or clip gradients, "
+                       "train.grad_clip)") from None
 
 
 def check_device(device: str) -> str:

@@ -18,6 +18,7 @@ from lidplug.cli import CLIError
 from lidplug.commands._common import check_device, check_output, user_errors
 
 _BATCH = 4
+_DESCRIPTION_MAX = 64  # characters of a LO value (write_dicom's description ends SeriesDescription)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +42,10 @@ def run(args: argparse.Namespace) -> int:
         image, meta = read_dicom(args.input)
     if image.dim() == 3:  # [N, H, W] slices -> [N, 1, H, W], the model's layout
         image = image.unsqueeze(1)
+    description = _description(str(model.metadata.get("denoiser") or "model"))
     denoised = _denoise(model, image, device, args)
-    name = model.metadata.get("denoiser") or "model"
     with user_errors(f"cannot write {args.output}"):
-        written = write_dicom(denoised, meta, args.output,
-                              description=f"lidplug denoised ({name})",
+        written = write_dicom(denoised, meta, args.output, description=description,
                               overwrite=args.overwrite)
     print(f"lidplug denoise: wrote {len(written)} slice(s) to {args.output}")
     if meta.skipped:
@@ -55,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path.name}: {reason}".replace("\n", " "), file=sys.stderr)
         return 1
     return 0
+
+
+def _description(name: str) -> str:
+    """``lidplug denoised (NAME)`` within the 64 characters of a DICOM SeriesDescription (LO):
+    a longer model name is cut, never the marker, so a long name cannot fail the write after
+    the slices were denoised."""
+    room = _DESCRIPTION_MAX - len("lidplug denoised ()")
+    return f"lidplug denoised ({name if len(name) <= room else name[:room - 3] + '...'})"
 
 
 def _denoise(model, image, device: str, args: argparse.Namespace):

@@ -7,6 +7,7 @@ written.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import warnings
@@ -78,7 +79,8 @@ def _fail(failures: list[tuple[str, str]] | None, key: str, what: str, err: Exce
 
 
 def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
-    pngs = sorted((src / "Images_png").rglob("*.png")) if (src / "Images_png").is_dir() else []
+    pngs = (sorted(p for f in _folders(src / "Images_png") for p in f.glob("*.png"))
+            if (src / "Images_png").is_dir() else [])
     if not pngs:
         raise CLIError(f"{src}: expected DeepLesion slices in Images_png/<series>/<slice>.png, "
                        "got none")
@@ -102,10 +104,18 @@ def _simulate_deeplesion(src: Path, out: Path, args, failures) -> int:
     return written
 
 
+def _folders(root: Path) -> list[Path]:
+    """``root`` and every folder below it, sorted; symbolic links to folders are not followed
+    (a link to a series beside it would write that series twice, a link up the tree loops)."""
+    found = [root]
+    for parent, names, _ in os.walk(root):  # followlinks=False: links are listed, not entered
+        found += [Path(parent) / n for n in names if not (Path(parent) / n).is_symlink()]
+    return [root, *sorted(found[1:])]
+
+
 def _series_folders(root: Path) -> list[Path]:
     """``root`` and every folder below it that directly holds image files (see :func:`_inputs`)."""
-    folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
-    return [f for f in folders if _inputs(f)]
+    return [f for f in _folders(root) if _inputs(f)]
 
 
 def _inputs(folder: Path) -> list[Path]:

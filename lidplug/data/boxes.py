@@ -116,10 +116,22 @@ def make_target(
         ``dict(boxes=Tensor[L, 4] float32, labels=Tensor[L] int64)``.
 
     Raises:
-        ValueError: on invalid boxes, a label count that differs from the box count, or label < 1.
+        ValueError: on invalid boxes, a label count that differs from the box count, a label
+            that is not a whole number (1.9, NaN), or label < 1.
+        TypeError: labels that are not numbers.
     """
     b = validate_boxes(boxes, image_size, clip=clip, name=name)
-    lab = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    try:
+        given = torch.as_tensor(labels).detach().reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: expected integer labels, got {labels!r}") from None
+    # A float label must be a whole number: casting 1.9 would silently make it class 1.
+    whole = (not given.is_complex() and given.dtype != torch.bool and (
+        not given.is_floating_point()
+        or bool((torch.isfinite(given) & (given == given.round())).all())))
+    if not whole:
+        raise ValueError(f"{name}: expected integer labels, got {given.tolist()}")
+    lab = given.to(torch.int64)
     if lab.numel() != b.shape[0]:
         raise ValueError(f"{name}: expected {b.shape[0]} labels (one per box), got {lab.numel()}")
     if (lab < 1).any():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ class LesionDataset(Dataset):
         cache: None (compute every time), ``"memory"`` (keep samples in this process; each
             DataLoader worker holds its own copy) or a folder path (one ``.pt`` file per sample
             under a subfolder named by the dataset arguments and lidplug's version, shared by
-            workers and runs; delete it after changing the simulator within one version).
+            workers and runs; delete it after changing the simulator within one version; a
+            damaged file is made again, with a warning).
     """
 
     source = "base"
@@ -86,7 +88,12 @@ class LesionDataset(Dataset):
             return self._make_sample(index)
         path = self._disk_dir() / f"{index:08d}.pt"
         if path.exists():
-            return torch.load(path, weights_only=True)
+            cached = _read_cached(path)
+            if cached is not None:
+                return cached
+            # A file cut short (a full disk, a copy interrupted) would fail the same way on
+            # every run: made again and rewritten instead.
+            warnings.warn(f"{path}: a damaged cache file, rebuilt", RuntimeWarning, stacklevel=3)
         sample = self._make_sample(index)
         # Write then rename: workers racing on one index never read a half-written file.
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -110,6 +117,17 @@ class LesionDataset(Dataset):
         if self.labels == "lesion":
             return 1
         return coarse_type if 1 <= coarse_type <= len(LESION_TYPES) else UNKNOWN_LESION_LABEL
+
+
+def _read_cached(path: Path) -> dict[str, Any] | None:
+    """A cached sample, or None when the file is not one (truncated, empty, foreign)."""
+    try:
+        sample = torch.load(path, weights_only=True)
+    except Exception:  # torch raises RuntimeError, EOFError, UnpicklingError... on bad bytes
+        return None
+    if not (isinstance(sample, dict) and {"low", "normal", "target", "meta"} <= set(sample)):
+        return None
+    return sample
 
 
 def _clone(sample: dict[str, Any]) -> dict[str, Any]:

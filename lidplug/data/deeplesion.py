@@ -89,7 +89,7 @@ def read_dl_info(path: str | os.PathLike) -> list[dict[str, Any]]:
             try:
                 kind = int(float(row["Coarse_lesion_type"]))
                 split = int(float(row["Train_Val_Test"]))
-            except ValueError as err:
+            except (ValueError, OverflowError) as err:  # 'inf' overflows the int
                 raise ValueError(f"{where}: expected integer type and split, got {err}") from None
             if split not in SPLITS.values():
                 raise ValueError(f"{where}: expected Train_Val_Test in 1/2/3, got {split}")

@@ -35,7 +35,9 @@ class HUWindow(nn.Module):
         lo: HU value mapped to 0. Defaults to :data:`HU_MIN`.
         hi: HU value mapped to 1. Defaults to :data:`HU_MAX`.
         clamp: clamp the output to ``[0, 1]`` (a display window); this makes ``inverse`` exact only
-            inside the window.
+            inside the window. As a denoiser's window it clips: every HU outside ``[lo, hi]``
+            comes back at its ends (``lidplug.export`` warns), so a model that returns its input
+            unchanged moves air from -1000 HU to ``lo``. Keep the default for denoisers.
 
     Shape:
         any tensor shape, e.g. ``[B, 1, H, W]`` or ``[1, H, W]``; the output has the input's shape.

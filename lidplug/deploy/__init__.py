@@ -22,7 +22,7 @@ weights taken from one with :func:`load_weights`. Nothing here runs code from a 
 :func:`load` for what is refused in an archive.
 """
 
-from lidplug.deploy._checkpoint import load_weights, read_checkpoint
+from lidplug.deploy._checkpoint import load_weights, read_checkpoint, state_dict_from
 from lidplug.deploy._errors import ExportError, ExportWarning, model_error
 from lidplug.deploy._export import export
 from lidplug.deploy._inputs import hu_like_slices
@@ -41,4 +41,5 @@ __all__ = [
     "model_error",
     "read_checkpoint",
     "read_metadata",
+    "state_dict_from",
 ]

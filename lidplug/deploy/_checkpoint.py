@@ -9,6 +9,7 @@ with what it is, not with whatever torch's loader happens to raise for it.
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 import zipfile
@@ -20,12 +21,17 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_weights", "read_checkpoint"]
+__all__ = ["PREFIXES", "STATE_KEYS", "load_weights", "read_checkpoint", "state_dict_from"]
 
-# Where a checkpoint dict may keep the denoiser's state dict, most specific first.
-_STATE_KEYS = ("denoiser", "state_dict", "model")
-# Key prefixes of a state dict saved from a wrapper (wrap's ``denoiser``), DDP or torch.compile.
-_PREFIXES = ("denoiser.", "module.", "_orig_mod.")
+# Where a checkpoint dict may keep the model's state dict, most specific first: lidplug's own
+# ("denoiser"), ldct-benchmark and the PyTorch tutorials ("model_state_dict"), Lightning, timm
+# and deepinv ("state_dict"), MONAI and many repositories ("model", "net", "network"), GAN
+# trainers ("generator"), BasicSR/KAIR ("params").
+STATE_KEYS = ("denoiser", "model_state_dict", "state_dict", "model", "net", "network",
+              "generator", "params")
+# Key prefixes of a state dict saved from a wrapper (wrap's ``denoiser``), DataParallel/DDP,
+# torch.compile or a Lightning module's ``model`` attribute.
+PREFIXES = ("denoiser.", "module.", "_orig_mod.", "model.")
 # torch.save's legacy (pre-zip) format starts with a pickled magic number.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _PICKLE_PROTOCOL_OPCODE = b"\x80"
@@ -60,7 +66,7 @@ def _refusal_reason(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+def read_checkpoint(path: str | PathLike[str], *, data: bytes | None = None) -> dict[str, Any]:
     """Reads a checkpoint or state dict written by ``torch.save``, without running any code.
 
     The file is loaded with ``torch.load(path, map_location="cpu", weights_only=True)`` after
@@ -68,6 +74,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
 
     Args:
         path: the file (e.g. ``latest.pt`` of ``lidplug train``).
+        data: the file's bytes, already read: they are parsed instead of reading ``path``
+            (named in messages only), so a check made on these bytes (a SHA-256) holds for
+            what is loaded, whatever happens to the file meanwhile.
 
     Returns:
         The dict the file holds (tensors on the CPU).
@@ -80,17 +89,21 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     where = f"lidplug.deploy.read_checkpoint: {str(path)!r}"
-    if path.is_dir():
-        raise ValueError(f"{where} is a folder: expected {_EXPECTED}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file")
-    with path.open("rb") as fh:
-        head = fh.read(len(_LEGACY_MAGIC))
+    if data is None:
+        if path.is_dir():
+            raise ValueError(f"{where} is a folder: expected {_EXPECTED}")
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: no such file")
+        with path.open("rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+    else:
+        head = data[:len(_LEGACY_MAGIC)]
+    source = path if data is None else io.BytesIO(data)  # what every read below parses
     if not head:
         raise ValueError(f"{where} is empty (0 bytes): expected {_EXPECTED}")
-    if zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(source):
         try:
-            with zipfile.ZipFile(path) as archive:
+            with zipfile.ZipFile(source) as archive:
                 kind = _zip_kind(archive.namelist())
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise ValueError(f"{where} is a damaged zip archive ({exc}): expected "
@@ -108,7 +121,9 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: the error says more
             warnings.simplefilter("ignore", UserWarning)
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _refusal_reason(exc)
         if reason.startswith("Unsupported operand"):  # bytes that are no pickle opcode
@@ -126,27 +141,84 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     return dict(checkpoint)
 
 
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(
+        isinstance(v, torch.Tensor) for v in value.values())
+
+
 def _state_dict_of(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
-    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+    if _is_state_dict(checkpoint):
         return checkpoint
-    for key in _STATE_KEYS:
+    for key in STATE_KEYS:
         inner = checkpoint.get(key)
         if isinstance(inner, Mapping):
             return _state_dict_of(inner)
     raise ValueError(f"lidplug.deploy.load_weights: expected a state dict, or a checkpoint dict "
-                     f"with one of the keys {list(_STATE_KEYS)}, got keys "
+                     f"with one of the keys {list(STATE_KEYS)} (or name it with key=), got keys "
                      f"{sorted(map(str, checkpoint))[:10]}")
+
+
+def _at_key(checkpoint: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``checkpoint[a][b]`` for ``key = "a.b"`` (a key that itself holds dots is tried whole)."""
+    if key in checkpoint:
+        found: Any = checkpoint[key]
+    else:
+        found = checkpoint
+        for i, part in enumerate(key.split(".")):
+            if not (isinstance(found, Mapping) and part in found):
+                where = ".".join(key.split(".")[:i]) or "the checkpoint"
+                have = sorted(map(str, found))[:10] if isinstance(found, Mapping) else []
+                raise ValueError(f"lidplug.deploy.load_weights: key {key!r}: expected {part!r} "
+                                 f"in {where}, got keys {have}")
+            found = found[part]
+    if not _is_state_dict(found):
+        raise ValueError(f"lidplug.deploy.load_weights: key {key!r}: expected a state dict of "
+                         f"tensors there, got {type(found).__name__}")
+    return found
+
+
+def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    # A wrapper's state dict also holds the detector: keep the prefixed part only.
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _match_keys(state: Mapping[str, Any], expected: set[str]) -> dict[str, Any]:
     state = dict(state)
-    for prefix in _PREFIXES:
+    for prefix in PREFIXES:
         if expected <= state.keys():
             break  # a denoiser may itself own a submodule called "module": strip only if needed
         if any(k.startswith(prefix) for k in state):
-            # A wrapper's state dict also holds the detector: keep the denoiser's part only.
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = _strip(state, prefix)
     return state
+
+
+def state_dict_from(checkpoint: Mapping[str, Any], expected: set[str], *,
+                    key: str | None = None, strip_prefix: str | None = None) -> dict[str, Any]:
+    """The state dict in ``checkpoint`` meant for a module whose own keys are ``expected``.
+
+    Without options the layout is recognised: a plain state dict, or one under the first of
+    :data:`STATE_KEYS` present (nested containers are followed); then the prefixes of
+    :data:`PREFIXES` are stripped, one after the other, while the keys do not fit ``expected``.
+
+    Args:
+        checkpoint: a dict as :func:`read_checkpoint` returns it.
+        expected: the keys of the module's own ``state_dict()``.
+        key: where the state dict is, dotted for nested containers (``"ema.state_dict"``);
+            None: recognised.
+        strip_prefix: a prefix removed from every key (keys without it are dropped); None:
+            the known prefixes, where needed.
+
+    Raises:
+        ValueError: no state dict there, or nothing left after ``strip_prefix``.
+    """
+    state = _at_key(checkpoint, key) if key is not None else _state_dict_of(checkpoint)
+    if strip_prefix is None:
+        return _match_keys(state, expected)
+    stripped = _strip(state, strip_prefix)
+    if not stripped:
+        raise ValueError(f"lidplug.deploy.load_weights: strip_prefix {strip_prefix!r}: expected "
+                         f"keys starting with it, got {_listed(sorted(state))}")
+    return stripped
 
 
 def _listed(keys: list[str]) -> str:
@@ -172,13 +244,19 @@ def _mismatch(module: nn.Module, state: Mapping[str, Any], strict: bool) -> str:
 
 
 def load_weights(denoiser: nn.Module, checkpoint: str | PathLike[str] | Mapping[str, Any], *,
-                 strict: bool = True) -> nn.Module:
-    """Loads a denoiser's weights from a checkpoint file or dict.
+                 strict: bool = True, key: str | None = None,
+                 strip_prefix: str | None = None) -> nn.Module:
+    """Loads a denoiser's weights from a checkpoint file or dict, lidplug's or another project's.
 
-    Accepted layouts: a plain state dict; a dict holding one under ``"denoiser"``,
-    ``"state_dict"`` or ``"model"``; keys prefixed ``denoiser.`` (a wrapped model's state dict,
-    whose detector keys are dropped), ``module.`` (DDP) or ``_orig_mod.`` (torch.compile).
-    Any module's plain state dict loads the same way (e.g. a checkpoint's ``"detector"``).
+    Accepted layouts: a plain state dict; a dict holding one under the first present of
+    ``"denoiser"`` (lidplug), ``"model_state_dict"`` (ldct-benchmark, the PyTorch tutorials),
+    ``"state_dict"`` (Lightning, timm, deepinv), ``"model"``, ``"net"``, ``"network"``,
+    ``"generator"``, ``"params"`` (BasicSR, KAIR); keys prefixed ``denoiser.`` (a wrapped
+    model's state dict, whose detector keys are dropped), ``module.`` (DataParallel, DDP),
+    ``_orig_mod.`` (torch.compile) or ``model.`` (a Lightning module), stripped only where the
+    keys do not fit as they are. ``key`` and ``strip_prefix`` name any other layout. Any
+    module's plain state dict loads the same way (e.g. a checkpoint's ``"detector"``). The file
+    is still read with ``weights_only=True``.
 
     Args:
         denoiser: the module to load into (in place).
@@ -186,6 +264,10 @@ def load_weights(denoiser: nn.Module, checkpoint: str | PathLike[str] | Mapping[
             ``torch.load(..., map_location="cpu", weights_only=True)``), or a dict already
             loaded.
         strict: as in ``nn.Module.load_state_dict``.
+        key: where the state dict is in the checkpoint, dotted for nested containers
+            (``"model_state_dict"``, ``"ema.state_dict"``); None: recognised (above).
+        strip_prefix: a prefix to remove from every key (e.g. ``"generator."``); None: the
+            known ones, where needed.
 
     Returns:
         ``denoiser``.
@@ -198,7 +280,8 @@ def load_weights(denoiser: nn.Module, checkpoint: str | PathLike[str] | Mapping[
     """
     if not isinstance(checkpoint, Mapping):
         checkpoint = read_checkpoint(checkpoint)
-    state = _match_keys(_state_dict_of(checkpoint), set(denoiser.state_dict()))
+    state = state_dict_from(checkpoint, set(denoiser.state_dict()), key=key,
+                            strip_prefix=strip_prefix)
     name = type(denoiser).__name__
     why = _mismatch(denoiser, state, strict)
     if why:

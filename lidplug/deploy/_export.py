@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import os
+import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from lidplug.deploy import _inputs, _program, _torchscript
 from lidplug.deploy._checkpoint import load_weights
+from lidplug.deploy._errors import ExportWarning
 from lidplug.deploy._metadata import (
     METADATA_FILE,
     TORCH_EXPORT,
@@ -90,6 +92,17 @@ def export(model: nn.Module, path: str | PathLike[str], example_input: Tensor | 
     eager = copy.deepcopy(denoiser).cpu().eval().float()
     if checkpoint is not None:
         load_weights(eager, checkpoint)
+    from lidplug.training.checkpoint import nonfinite_entries
+
+    if bad := nonfinite_entries(eager.state_dict()):
+        raise ValueError(f"lidplug.export: expected a denoiser with finite weights, got NaN or inf "
+                         f"in {bad[:5]} (a diverged training or a damaged checkpoint)")
+    if window.clamp:
+        warnings.warn(ExportWarning(
+            f"lidplug.export: the window {window.lo:g}..{window.hi:g} HU clamps: denoise_hu "
+            "returns every value outside it at its ends (air at the window's low end, even from "
+            "an identity model); export an unclamped window to keep the whole HU range"),
+            stacklevel=2)
     example, inputs = _example_and_inputs(example_input, window, seed)
     inputs, expected, notes = eager_outputs(eager, torch.float32, inputs)
     float32_gap = None

@@ -96,13 +96,15 @@ def _trace(denoiser: nn.Module, example: Tensor,
         warnings.simplefilter("always", torch.jit.TracerWarning)
         traced = torch.jit.trace(denoiser, example,
                                  check_inputs=[(t,) for t in check_inputs] or None)
-    for node in _walk(traced.graph):
+    for node in _nodes(traced):
         if node.kind() == "prim::PythonOp":
-            # Tracing records Python calls it cannot see into (an autograd.Function, say); they
-            # would only fail later, when the archive is saved.
-            raise RuntimeError(f"the trace calls the Python function {node.pyname()!r}, which "
-                               f"TorchScript cannot save (write it with torch ops, or register "
-                               f"it as a custom op with torch.library)")
+            # Tracing records Python calls it cannot see into (an autograd.Function, say), in
+            # the graph of whichever submodule makes them; they would only fail later, when the
+            # module is scripted or saved, with torch's own message.
+            raise RuntimeError(f"the trace calls the Python function {node.pyname()!r} (an "
+                               f"autograd.Function or other Python code), which TorchScript "
+                               f"cannot save (write it with torch ops, or register it as a "
+                               f"custom op with torch.library)")
     notes = []
     for w in caught:
         if issubclass(w.category, torch.jit.TracerWarning):
@@ -129,12 +131,14 @@ def _walk(block) -> Iterator[torch._C.Node]:
             yield from _walk(inner)
 
 
-def custom_ops(module: torch.jit.ScriptModule) -> list[str]:
-    """Ops outside libtorch's own namespaces that any method of ``module`` calls."""
-    found = set()
+def _nodes(module: torch.jit.ScriptModule) -> Iterator[torch._C.Node]:
+    """Every node of every method of ``module`` and of its submodules."""
     for sub in module.modules():
         for name in sub._c._method_names():
-            for node in _walk(sub._c._get_method(name).graph):
-                if node.kind().split("::")[0] not in _BUILTIN_NAMESPACES:
-                    found.add(node.kind())
-    return sorted(found)
+            yield from _walk(sub._c._get_method(name).graph)
+
+
+def custom_ops(module: torch.jit.ScriptModule) -> list[str]:
+    """Ops outside libtorch's own namespaces that any method of ``module`` calls."""
+    return sorted({node.kind() for node in _nodes(module)
+                   if node.kind().split("::")[0] not in _BUILTIN_NAMESPACES})

@@ -63,6 +63,10 @@ _WHY_ENTRY = (("data/aotinductor/", "compiled code (AOTInductor), which loading 
 _FREE_TEXT = frozenset({"metadata", "as_string", "as_strings", "torch_version"})
 _TREESPECS = frozenset({"in_spec", "out_spec"})
 _PLAIN = re.compile(r"[\w.]*")  # names, dotted module paths and numbers: no code fits in these
+# torch.export writes a float constant that JSON cannot hold (an attention mask's -inf) as
+# one of these strings under these keys; torch reads them back with float(), never as code.
+_IEEE_SPECIALS = frozenset({"Infinity", "-Infinity", "NaN"})
+_FLOAT_KEYS = frozenset({"as_float", "as_floats", "as_float_lists"})
 _SYMBOL = re.compile(r"[a-z]+\d+")  # torch's size symbols: s0, u3, ...
 _SYMPY_OPS = frozenset({"(", ")", ",", "=", "+", "-", "*", "/", "**", "%", "<", ">", "<=", ">=",
                         "==", "!="})
@@ -200,7 +204,8 @@ def _walk(value: Any, key: str) -> None:
     elif isinstance(value, list):
         for item in value:
             _walk(item, key)
-    elif isinstance(value, str) and not _PLAIN.fullmatch(value):
+    elif isinstance(value, str) and not _PLAIN.fullmatch(value) and not (
+            key in _FLOAT_KEYS and value in _IEEE_SPECIALS):
         raise _Refused(f"its program has {key} = {value[:80]!r}, not a plain name")
 
 

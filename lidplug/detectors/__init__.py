@@ -2,7 +2,8 @@
 
 * :class:`DetectorAdapter` / :class:`DetectorPass`: the protocol (write one for any detector).
 * :class:`TorchvisionDetector`: every ``torchvision.models.detection`` model, unchanged.
-* :class:`MonaiRetinaNetDetector`: MONAI's 2D RetinaNet (needs ``pip install monai``).
+* :class:`MonaiRetinaNetDetector`: MONAI's 2D RetinaNet (needs ``pip install monai``);
+  :func:`monai_retinanet` builds a small one (a run file can name it).
 * :class:`DetectorInput`: the denoiser's 1-channel output as the detector's input channels.
 * :func:`lesion_faster_rcnn`, :func:`lesion_fcos`: small torchvision detectors sized for the
   built-in phantoms (the shipped pretrained detectors and observers).
@@ -15,7 +16,11 @@ from torch import nn
 from lidplug.detectors.base import DetectorAdapter, DetectorPass, unwrap
 from lidplug.detectors.input import DEFAULT_WINDOWS_HU, DetectorInput
 from lidplug.detectors.lesion import lesion_faster_rcnn, lesion_fcos
-from lidplug.detectors.monai_adapter import MonaiRetinaNetDetector, is_monai_retinanet
+from lidplug.detectors.monai_adapter import (
+    MonaiRetinaNetDetector,
+    is_monai_retinanet,
+    monai_retinanet,
+)
 from lidplug.detectors.torchvision_adapter import TorchvisionDetector, is_torchvision_detector
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "adapter_for",
     "lesion_faster_rcnn",
     "lesion_fcos",
+    "monai_retinanet",
     "unwrap",
 ]
 

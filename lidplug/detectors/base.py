@@ -68,6 +68,12 @@ class DetectorAdapter(abc.ABC):
         """Whether :meth:`train_pass` returns proposals (needed for ``roi_source="proposals"``)."""
         return False
 
+    def num_classes(self, detector: nn.Module) -> int | None:
+        """Classes the detector scores, background (label 0) included, so labels must stay
+        below it (a label beyond indexes past the classifier: an IndexError on the CPU, a
+        device assert on CUDA); None where the adapter cannot tell."""
+        return None
+
     @abc.abstractmethod
     def train_pass(self, detector: nn.Module, images: Tensor, targets: list[dict[str, Tensor]],
                    reference: Tensor | None = None) -> DetectorPass:

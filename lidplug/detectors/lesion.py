@@ -17,20 +17,28 @@ parts are sized for the built-in phantoms:
   positives per image.
 
 The input is three windowed channels in ``[0, 1]`` (:class:`lidplug.detectors.DetectorInput`).
+
+**Any slice size** (``image_size=None``): torchvision's transform resizes every input to one
+size, which suits the fixed-size phantoms. Real CT is trained on patches (e.g. 128 px) and
+scored on whole 512-px slices of the same pixel size, so there the transform scales every input
+by ``upsample`` instead (:class:`ScaledTransform`): a lesion of 10 pixels looks the same to the
+network in a patch and in a whole slice.
 """
 
 from __future__ import annotations
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torchvision.models import resnet18
 from torchvision.models.detection import FCOS, FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-__all__ = ["lesion_faster_rcnn", "lesion_fcos"]
+__all__ = ["ScaledTransform", "lesion_faster_rcnn", "lesion_fcos"]
 
 _RETURN_LAYERS = {"layer1": "0", "layer2": "1"}
 _IN_CHANNELS = [64, 128]
@@ -38,11 +46,45 @@ _IN_CHANNELS = [64, 128]
 _MEAN, _STD = [0.5] * 3, [0.3] * 3
 
 
+class ScaledTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform, resizing every image by one factor, whatever its size.
+
+    Args:
+        scale: the resize factor (2: twice the pixels on each side).
+        image_mean, image_std: per-channel normalisation, as torchvision's.
+    """
+
+    def __init__(self, scale: float, image_mean: list[float], image_std: list[float]) -> None:
+        # min_size / max_size are not used: resize() below replaces the rule that reads them.
+        super().__init__(min_size=1, max_size=1, image_mean=image_mean, image_std=image_std)
+        self.scale = float(scale)
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None
+               ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        h, w = image.shape[-2:]
+        if self.scale != 1.0:
+            image = F.interpolate(image[None], scale_factor=self.scale, mode="bilinear",
+                                  align_corners=False, recompute_scale_factor=True)[0]
+        if target is not None and "boxes" in target:
+            target["boxes"] = resize_boxes(target["boxes"], (h, w), tuple(image.shape[-2:]))
+        return image, target
+
+
 def _check(image_size: object, upsample: object, fpn_channels: object) -> None:
     for name, value, low in (("image_size", image_size, 32), ("upsample", upsample, 1),
                              ("fpn_channels", fpn_channels, 8)):
+        if name == "image_size" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            raise ValueError(f"{name}: expected an int >= {low}"
+                             f"{' or None' if name == 'image_size' else ''}, got {value!r}")
+
+
+def _sized(model, image_size: int | None, upsample: int):
+    """Any slice size (``image_size=None``): scale inputs by ``upsample`` (module docstring)."""
+    if image_size is None:
+        model.transform = ScaledTransform(upsample, _MEAN, _STD)
+    return model
 
 
 def _backbone(fpn_channels: int) -> BackboneWithFPN:
@@ -51,13 +93,14 @@ def _backbone(fpn_channels: int) -> BackboneWithFPN:
                            out_channels=fpn_channels, extra_blocks=LastLevelMaxPool())
 
 
-def lesion_faster_rcnn(image_size: int = 96, *, upsample: int = 2, fpn_channels: int = 64,
+def lesion_faster_rcnn(image_size: int | None = 96, *, upsample: int = 2, fpn_channels: int = 64,
                        head_width: int = 256, num_classes: int = 2) -> FasterRCNN:
     """A small Faster R-CNN for square ``image_size`` lesion slices (see the module docstring).
 
     Args:
-        image_size: side of the input slices in pixels.
-        upsample: the transform resizes inputs to ``upsample * image_size``.
+        image_size: side of the input slices in pixels, or None for slices of any size.
+        upsample: the transform resizes inputs to ``upsample * image_size`` (None: scales
+            every input by ``upsample``).
         fpn_channels: FPN width.
         head_width: width of the two-layer box head.
         num_classes: including background (2: lesion vs background).
@@ -66,9 +109,9 @@ def lesion_faster_rcnn(image_size: int = 96, *, upsample: int = 2, fpn_channels:
         A torchvision ``FasterRCNN`` with random weights, for 3-channel inputs in ``[0, 1]``.
     """
     _check(image_size, upsample, fpn_channels)
-    side = image_size * upsample
+    side = (image_size or 1) * upsample
     anchors = AnchorGenerator(((8,), (16,), (32,)), ((0.5, 1.0, 2.0),) * 3)
-    return FasterRCNN(
+    return _sized(FasterRCNN(
         _backbone(fpn_channels), num_classes=None, min_size=side, max_size=side,
         image_mean=_MEAN, image_std=_STD, rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(list(_RETURN_LAYERS.values()), output_size=7,
@@ -78,16 +121,17 @@ def lesion_faster_rcnn(image_size: int = 96, *, upsample: int = 2, fpn_channels:
         rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50,
         rpn_batch_size_per_image=64, box_batch_size_per_image=64,
-        box_score_thresh=0.01, box_detections_per_img=20)
+        box_score_thresh=0.01, box_detections_per_img=20), image_size, upsample)
 
 
-def lesion_fcos(image_size: int = 96, *, upsample: int = 2, fpn_channels: int = 64,
+def lesion_fcos(image_size: int | None = 96, *, upsample: int = 2, fpn_channels: int = 64,
                 num_classes: int = 2) -> FCOS:
     """A small FCOS (one-stage, anchor-free) for square ``image_size`` lesion slices.
 
     Args:
-        image_size: side of the input slices in pixels.
-        upsample: the transform resizes inputs to ``upsample * image_size``.
+        image_size: side of the input slices in pixels, or None for slices of any size.
+        upsample: the transform resizes inputs to ``upsample * image_size`` (None: scales
+            every input by ``upsample``).
         fpn_channels: FPN width, a multiple of 32 (FCOS's head has four 3x3 convolutions of this
             width per branch, each with a 32-group GroupNorm).
         num_classes: including background.
@@ -99,9 +143,10 @@ def lesion_fcos(image_size: int = 96, *, upsample: int = 2, fpn_channels: int = 
     if fpn_channels % 32:
         raise ValueError(f"fpn_channels: expected a multiple of 32 (the FCOS head's GroupNorm "
                          f"has 32 groups), got {fpn_channels}")
-    side = image_size * upsample
+    side = (image_size or 1) * upsample
     # FCOS takes one anchor per location and level: their sizes only set the level strides.
     anchors = AnchorGenerator(((8,), (16,), (32,)), ((1.0,),) * 3)
-    return FCOS(_backbone(fpn_channels), num_classes=num_classes, min_size=side, max_size=side,
-                image_mean=_MEAN, image_std=_STD, anchor_generator=anchors,
-                score_thresh=0.01, detections_per_img=20, topk_candidates=200)
+    return _sized(FCOS(_backbone(fpn_channels), num_classes=num_classes, min_size=side,
+                       max_size=side, image_mean=_MEAN, image_std=_STD, anchor_generator=anchors,
+                       score_thresh=0.01, detections_per_img=20, topk_candidates=200),
+                  image_size, upsample)

@@ -31,7 +31,8 @@ from lidplug.detectors.base import (
     unwrap,
 )
 
-__all__ = ["MonaiRetinaNetDetector", "from_monai_boxes", "is_monai_retinanet", "to_monai_boxes"]
+__all__ = ["MonaiRetinaNetDetector", "from_monai_boxes", "is_monai_retinanet", "monai_retinanet",
+           "to_monai_boxes"]
 
 # lidplug (x1, y1, x2, y2) <-> MONAI 2D (row1, col1, row2, col2): the same swap both ways.
 _SWAP_AXES = [1, 0, 3, 2]
@@ -118,3 +119,76 @@ class MonaiRetinaNetDetector(DetectorAdapter):
                 "labels": d[inner.target_label_key] + 1,
             })
         return out
+
+
+def monai_retinanet(num_classes: int = 1, *, in_channels: int = 1,
+                    widths: tuple[int, int, int, int] = (8, 16, 32, 64),
+                    returned_layers: tuple[int, ...] = (1, 2),
+                    anchor_sizes: tuple[int, ...] = (8, 16), size_divisible: int = 16,
+                    detections_per_image: int = 10) -> nn.Module:
+    """A small MONAI 2D ``RetinaNetDetector`` for lesion slices, ready for :func:`lidplug.wrap`.
+
+    MONAI's detector is assembled from parts (a ResNet, its FPN, anchors, matcher, sampler, box
+    selector); this builder makes one for 2D CT slices, so that a run file can name it::
+
+        [detector.model]
+        class_path = "lidplug.detectors.monai_retinanet"
+        init_args = { num_classes = 1 }
+
+    The parts: a 2D ResNet of basic blocks, one per stage, of ``widths`` channels (stem stride 2,
+    random weights), its FPN over ``returned_layers``; square anchors of ``anchor_sizes``
+    pixels on FPN levels of stride 2, 4, 8 (``feature_map_scales`` 1, 2, 4: one per returned
+    layer plus MONAI's extra level); the ATSS matcher (4 candidates), a hard-negative sampler
+    (64 boxes per image, 30% positive) and up to ``detections_per_image`` boxes per image
+    after NMS at IoU 0.5, every score kept (the observers' FROC needs low-score boxes). The
+    smallest settings that detect the built-in phantoms' lesions; widen them for real CT.
+
+    Args:
+        num_classes: lesion classes (MONAI counts no background class: 1 for lesion only).
+        in_channels: image channels the network takes (:class:`~lidplug.detectors.DetectorInput`
+            gives it that many CT windows).
+        widths: channels of the four ResNet stages.
+        returned_layers: the ResNet stages the FPN uses (1-based).
+        anchor_sizes: anchor sides in pixels, the same on every level.
+        size_divisible: images are padded to a multiple of it.
+        detections_per_image: boxes kept per image at inference.
+
+    Returns:
+        A MONAI ``RetinaNetDetector`` with random weights (needs ``pip install monai``).
+
+    Raises:
+        ImportError: MONAI is not installed.
+    """
+    try:
+        from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
+        from monai.apps.detection.networks.retinanet_network import (
+            RetinaNet,
+            resnet_fpn_feature_extractor,
+        )
+        from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
+        from monai.networks.nets import resnet
+    except ImportError as err:
+        raise ImportError(f"monai_retinanet: needs MONAI (pip install 'lidplug[monai]'): "
+                          f"{err}") from None
+    if len(widths) != 4:
+        raise ValueError(f"monai_retinanet: expected 4 stage widths, got {widths!r}")
+    backbone = resnet.ResNet(block="basic", layers=[1, 1, 1, 1], block_inplanes=list(widths),
+                             n_input_channels=in_channels, spatial_dims=2, conv1_t_stride=2,
+                             conv1_t_size=7)
+    extractor = resnet_fpn_feature_extractor(backbone, spatial_dims=2, pretrained_backbone=False,
+                                             returned_layers=list(returned_layers))
+    # One level per returned layer plus the FPN's extra max-pooled one, strides 1, 2, 4 of the
+    # first FPN map.
+    scales = [2**i for i in range(len(returned_layers) + 1)]
+    anchors = AnchorGeneratorWithAnchorShape(
+        feature_map_scales=scales, base_anchor_shapes=tuple((s, s) for s in anchor_sizes))
+    net = RetinaNet(spatial_dims=2, num_classes=num_classes, num_anchors=len(anchor_sizes),
+                    feature_extractor=extractor, size_divisible=size_divisible)
+    detector = RetinaNetDetector(net, anchors, spatial_dims=2, num_classes=num_classes,
+                                 size_divisible=size_divisible)
+    detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
+    detector.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3,
+                                       pool_size=20, min_neg=16)
+    detector.set_box_selector_parameters(score_thresh=0.0, topk_candidates_per_level=20,
+                                         nms_thresh=0.5, detections_per_img=detections_per_image)
+    return detector

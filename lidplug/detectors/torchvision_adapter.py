@@ -94,6 +94,18 @@ class TorchvisionDetector(DetectorAdapter):
     def has_proposals(self, detector: nn.Module) -> bool:
         return hasattr(unwrap(detector), "rpn")
 
+    def num_classes(self, detector: nn.Module) -> int | None:
+        inner = unwrap(detector)
+        predictor = getattr(getattr(inner, "roi_heads", None), "box_predictor", None)
+        score = getattr(predictor, "cls_score", None)  # Faster/Mask/Keypoint R-CNN
+        if isinstance(score, nn.Linear):
+            return score.out_features
+        head = getattr(getattr(inner, "head", None), "classification_head", None)
+        for name in ("num_classes", "num_columns"):  # RetinaNet, FCOS; SSD
+            if isinstance(getattr(head, name, None), int):
+                return getattr(head, name)
+        return None
+
     def default_roi_levels(self, detector: nn.Module, features: OrderedDict[str, Tensor]
                            ) -> tuple[str, ...]:
         """The levels the ROI loss pools when ``roi_levels`` is not given.

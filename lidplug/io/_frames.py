@@ -13,6 +13,7 @@ pixels are not inverted here: inverting would turn air into bone. The writer emi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,10 @@ __all__ = ["Frame", "read_frames"]
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+#: The HU a CT pixel can hold: a 16-bit stored value (signed from -32768, unsigned up to 65535)
+#: with the conventional intercept -1024, padding values included. A rescale giving values
+#: outside it is wrong (a slope of 1e6 gives HU of 2e9), not data.
+HU_RANGE = (-33792.0, 64511.0)
 
 
 @dataclass
@@ -94,7 +99,13 @@ def _frames(ds: Dataset, pixels: np.ndarray, path: Path) -> list[Frame]:
     for i, stored in enumerate(pixels):
         slope, intercept = _rescale(ds, i, path, required=ct)
         # float64 then one cast: a single rounding, whatever the slope.
-        hu = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+        values = stored.astype(np.float64) * slope + intercept
+        if ct and values.size and not (HU_RANGE[0] <= values.min() and values.max() <= HU_RANGE[1]):
+            raise ValueError(f"{path}: expected HU within [{HU_RANGE[0]:g}, {HU_RANGE[1]:g}] (CT "
+                             f"values, padding included), got {values.min():g} to "
+                             f"{values.max():g} in frame {i} from RescaleSlope {slope:g} and "
+                             f"RescaleIntercept {intercept:g}")
+        hu = values.astype(np.float32)
         # A top-level ImagePositionPatient of a legacy multi-frame file describes frame 0
         # only, so frames of such a file get no position (they fall back to frame order).
         position = _floats(ds, i, "PlanePositionSequence", "ImagePositionPatient", 3, path,
@@ -222,7 +233,14 @@ def _rescale(ds: Dataset, frame: int, path: Path, *, required: bool) -> tuple[fl
             raise ValueError(f"{path}: expected RescaleSlope and RescaleIntercept (type 1 for CT) "
                              f"for frame {frame}, got slope={slope!r}, intercept={intercept!r}")
         return 1.0, 0.0
-    return float(slope), float(intercept)
+    slope, intercept = float(slope), float(intercept)
+    # HU = stored * slope + intercept: a slope of 0 makes every pixel the intercept, a negative
+    # one turns air into bone. Neither is a CT image.
+    if required and not (math.isfinite(slope) and slope > 0 and math.isfinite(intercept)):
+        raise ValueError(f"{path}: expected a finite RescaleSlope > 0 and a finite "
+                         f"RescaleIntercept for frame {frame}, got slope={slope:g}, "
+                         f"intercept={intercept:g}")
+    return slope, intercept
 
 
 def _floats(ds: Dataset, frame: int, sequence: str, keyword: str, count: int, path: Path,

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import math
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +69,7 @@ _LO_MAX = 64  # characters of a LO value (SeriesDescription)
 _AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _UINT16_MAX = 65535
 _AIR_INTERCEPT = -1024.0  # conventional CT intercept: uint16 0 is just below air
+_SLICE_NAME = re.compile(r"[0-9]{4,}\.dcm")  # 0001.dcm, 0002.dcm, ...: what write_dicom writes
 
 
 def write_dicom(
@@ -88,7 +90,9 @@ def write_dicom(
     one). Pixels are stored as
     uint16, uncompressed Explicit VR Little Endian, MONOCHROME2, with one rescale for the whole
     series: slope 1 and intercept ``min(-1024, floor(min HU))``, so values round-trip within
-    0.5 HU. Only a range wider than 65535 HU needs a slope above 1 (error up to slope / 2).
+    0.5 HU. A series whose HU span more than 65535 HU cannot be stored that precisely and is
+    refused: a coarser slope would write HU that differ from the computed ones by more than
+    the stored precision (slope / 2), silently.
     Each file is written to a temporary file then renamed, so none is ever half-written (a
     failure part-way through a series keeps the files written before it).
 
@@ -98,14 +102,16 @@ def write_dicom(
         out: Output folder (created if missing); files are named ``0001.dcm``, ``0002.dcm``...
         description: Appended to SeriesDescription (the source's part is cut to keep it
             within 64 characters) and used as DerivationDescription.
-        overwrite: Replace existing files in ``out``. Source files are never replaced.
+        overwrite: Replace existing files in ``out``: the slices of a series written there
+            before (``NNNN.dcm``) are all removed first. Source files are never replaced.
 
     Returns:
         The written paths, one per slice.
 
     Raises:
-        ValueError: Shape not matching ``meta``, non-finite values, a ``description`` longer
-            than 64 characters, a non-CT source, or a source slice without SOPInstanceUID.
+        ValueError: Shape not matching ``meta``, non-finite values, HU spanning more than
+            65535 HU, a ``description`` longer than 64 characters, a non-CT source, or a
+            source slice without SOPInstanceUID.
         FileExistsError: A target exists (and ``overwrite`` is false) or is a source file.
         OSError: A file cannot be written (e.g. the disk is full); the message names the slice
             and how many files were written before it (they stay, complete).
@@ -121,7 +127,9 @@ def write_dicom(
     width = max(4, len(str(len(meta))))
     targets = [out / f"{i + 1:0{width}d}.dcm" for i in range(len(meta))]
     _check_targets(targets, meta, overwrite)
-    slope, intercept = _choose_rescale(hu)
+    slope, intercept = _choose_rescale(hu)  # may refuse: before anything is removed
+    if overwrite:
+        _remove_series_files(out, meta)
     stored = np.clip(np.rint((hu - intercept) / slope), 0, _UINT16_MAX).astype("<u2")
     series_uid = uid.generate_uid()
     now = datetime.now()
@@ -174,14 +182,27 @@ def _check_targets(targets: list[Path], meta: DicomMeta, overwrite: bool) -> Non
                                   "(pass overwrite=True to replace it)")
 
 
+def _remove_series_files(out: Path, meta: DicomMeta) -> None:
+    """Remove the slices a write before left in ``out`` (files named as this writer names
+    them), so a shorter series written over a longer one leaves no slice of the old one, and a
+    write that fails part-way leaves only slices of the new series. Other files stay."""
+    if not out.is_dir():
+        return
+    sources = {p.resolve() for p in meta.paths}
+    for path in out.iterdir():
+        if (_SLICE_NAME.fullmatch(path.name) and path.is_file()
+                and path.resolve() not in sources):
+            path.unlink()
+
+
 def _choose_rescale(hu: np.ndarray) -> tuple[float, float]:
+    """Slope 1 and the intercept that fits ``hu`` in uint16 (see :func:`write_dicom`)."""
     intercept = min(_AIR_INTERCEPT, float(math.floor(hu.min())))
-    span = float(hu.max()) - intercept
-    if span <= _UINT16_MAX:
-        return 1.0, intercept
-    # Round the slope *up* to 6 significant digits so the range still fits and DS stays short.
-    step = 10.0 ** (math.floor(math.log10(span / _UINT16_MAX)) - 5)
-    return math.ceil(span / _UINT16_MAX / step) * step, intercept
+    if float(hu.max()) - intercept > _UINT16_MAX:
+        raise ValueError(f"expected HU spanning at most {_UINT16_MAX} HU (what a 16-bit series "
+                         f"stores to 0.5 HU), got {float(hu.min()):g} to {float(hu.max()):g}; "
+                         "nothing was written")
+    return 1.0, intercept
 
 
 def _derived_header(meta: DicomMeta, i: int, series_uid: str, description: str,

@@ -10,7 +10,8 @@ observer (CHO), bootstrap intervals.
   RMSE, CNR per lesion).
 * Model observer (:mod:`lidplug.metrics.observer`): :func:`channelized_hotelling` with
   :func:`laguerre_gauss_channels` (SKE detectability ``d'`` and AUC, two-fold cross-validated by
-  default); :func:`observer_statistic` bootstraps it over ROI pairs.
+  default); :func:`observer_statistic` bootstraps it over ROI pairs; :func:`split_hotelling`
+  is one train/test "reader" of the FDA LCD-CT toolbox's protocol (:mod:`lidplug.lcd`).
 * Detection: :func:`froc` (DeepLesion-style box FROC: sensitivity at 0.125-8 FP per image and
   CPM, ``criterion="iou"``, ``"iobb"`` or ``"center"``) and :func:`mean_average_precision`
   (COCO mAP@0.5 via torchmetrics/pycocotools). Both take torchvision-style per-image lists:
@@ -18,7 +19,10 @@ observer (CHO), bootstrap intervals.
   ``targets[i] = dict(boxes=Tensor[L, 4] xyxy)``.
 * Intervals: :func:`bootstrap` (any statistic of a set of images), :func:`bootstrap_mean`
   (per-image values) and :func:`lesion_mean_statistic` (per-lesion values, resampled with their
-  images), seeded percentile bootstrap over images.
+  images), seeded percentile bootstrap over images (recentred on the estimate where replicates
+  are biased, so every interval contains its estimate); :func:`judge`, the verdict on a paired
+  difference's interval, and :func:`judge_metric`, the same with an evaluation's minimum counts
+  (:data:`MIN_SLICES`, :data:`MIN_LESIONS`: below them, "too few to tell").
 
 Example (one method's row of a report)::
 
@@ -39,9 +43,13 @@ Example (one method's row of a report)::
 
 from lidplug.metrics.average_precision import mean_average_precision
 from lidplug.metrics.bootstrap import (
+    MIN_LESIONS,
+    MIN_SLICES,
     BootstrapInterval,
     bootstrap,
     bootstrap_mean,
+    judge,
+    judge_metric,
     lesion_mean_statistic,
 )
 from lidplug.metrics.froc import (
@@ -68,11 +76,14 @@ from lidplug.metrics.observer import (
     channelized_hotelling,
     laguerre_gauss_channels,
     observer_statistic,
+    split_hotelling,
 )
 
 __all__ = [
     "DEFAULT_FP_RATES",
     "FULL_WINDOW",
+    "MIN_LESIONS",
+    "MIN_SLICES",
     "SOFT_TISSUE_WINDOW",
     "BootstrapInterval",
     "FROCResult",
@@ -87,6 +98,8 @@ __all__ = [
     "froc",
     "froc_from_matches",
     "image_quality",
+    "judge",
+    "judge_metric",
     "laguerre_gauss_channels",
     "lesion_mean_statistic",
     "lesion_metrics",
@@ -96,5 +109,6 @@ __all__ = [
     "observer_statistic",
     "psnr",
     "rmse_hu",
+    "split_hotelling",
     "ssim",
 ]

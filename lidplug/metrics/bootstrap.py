@@ -3,7 +3,13 @@
 Images are the resampling unit: each replicate draws ``n`` image indices with replacement and
 recomputes the statistic on them, so per-image metrics (PSNR, SSIM, RMSE) and pooled ones (FROC,
 mAP) are treated alike. The interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
-percentiles of the replicates (Efron's percentile method). The generator is NumPy's
+percentiles of the replicates (Efron's percentile method), **recentred** where the replicates are
+biased against the estimate: shifted by ``estimate - median(replicates)``, so the replicates'
+median sits on the estimate (a bootstrap bias correction of location). The percentiles straddle
+the median, so a recentred interval contains its estimate by construction. It is used for the
+statistics named in ``recentre`` (the model observer, which refits its template on every
+replicate and whose replicates drawn with repeats are biased against the full-sample fit) and for
+any statistic whose percentile interval would exclude its estimate; ``method`` says which. The generator is NumPy's
 ``default_rng(seed)``: the same seed and ``n`` draw the same index sets, so the intervals of two
 methods evaluated on the same images are paired, and a statistic that returns several values
 (e.g. one per method, or a difference) sees one resample for all of them.
@@ -22,14 +28,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BootstrapInterval", "bootstrap", "bootstrap_mean", "lesion_mean_statistic"]
+__all__ = ["MIN_LESIONS", "MIN_SLICES", "BootstrapInterval", "bootstrap", "bootstrap_mean",
+           "judge", "judge_metric", "lesion_mean_statistic"]
 
 Statistic = Callable[[np.ndarray], float | Tensor | Mapping[str, float]]
 
@@ -45,6 +52,7 @@ class BootstrapInterval:
         high: upper bound of the interval.
         confidence: the interval's nominal coverage, e.g. 0.95.
         n_resamples: replicates the interval was computed from (after dropping NaN ones).
+        method: ``"percentile"``, or ``"recentred"`` (see the module docstring).
     """
 
     mean: float
@@ -52,6 +60,7 @@ class BootstrapInterval:
     high: float
     confidence: float
     n_resamples: int
+    method: str = "percentile"
 
     def as_dict(self) -> dict[str, float]:
         """``{"mean": ..., "low": ..., "high": ...}`` for JSON reports."""
@@ -88,6 +97,7 @@ def bootstrap(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    recentre: Collection[str] | Callable[[str], bool] = (),
 ) -> BootstrapInterval | dict[str, BootstrapInterval]:
     """Percentile bootstrap of a statistic computed from a set of images.
 
@@ -100,10 +110,13 @@ def bootstrap(
         n_resamples: bootstrap replicates.
         confidence: nominal coverage of the interval.
         seed: seed of ``numpy.random.default_rng``.
+        recentre: keys (or a predicate on keys; ``""`` for a scalar statistic) whose interval is
+            always recentred on the estimate (see the module docstring); every other key is
+            recentred only where its percentile interval would exclude the estimate.
 
     Returns:
         A :class:`BootstrapInterval`, or a dict of them (one per key) when ``statistic`` returns
-        a mapping.
+        a mapping. Every interval with a finite estimate contains it.
 
     Raises:
         ValueError: on bad parameters, or a statistic whose keys change between calls.
@@ -127,6 +140,7 @@ def bootstrap(
             )
         replicates[r] = [values[k] for k in estimate]
     q = 100.0 * np.array([(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    always = recentre if callable(recentre) else set(recentre).__contains__
     out: dict[str, BootstrapInterval] = {}
     dropped: dict[str, int] = {}
     for j, key in enumerate(estimate):
@@ -135,9 +149,13 @@ def bootstrap(
         if kept.size < column.size:
             dropped[key or "the statistic"] = column.size - kept.size
         low, high = np.percentile(kept, q) if kept.size else (math.nan, math.nan)
+        est, method = estimate[key], "percentile"
+        if kept.size and math.isfinite(est) and (always(key) or not low <= est <= high):
+            shift = est - float(np.median(kept))
+            low, high, method = low + shift, high + shift, "recentred"
         out[key] = BootstrapInterval(
-            mean=estimate[key], low=float(low), high=float(high), confidence=float(confidence),
-            n_resamples=int(kept.size),
+            mean=est, low=float(low), high=float(high), confidence=float(confidence),
+            n_resamples=int(kept.size), method=method,
         )
     if dropped:
         warnings.warn(
@@ -259,3 +277,43 @@ def _per_item(values: np.ndarray | Tensor, shape: tuple[int, ...], name: str) ->
             f"got shape {v.shape}{'' if v.shape != shape else ' with NaN or inf (filter first)'}"
         )
     return v
+
+
+def judge(value: tuple[float, float, float], higher_is_better: bool) -> str:
+    """The verdict on a ``(mean, low, high)`` difference: ``"better"`` or ``"worse"`` when the
+    95% interval excludes 0 (in the metric's good or bad direction), else ``"not shown"``.
+
+    The one rule of every comparison (terminal, report, results pages): EVALUATION.md's "a
+    difference is shown only when its interval excludes 0". :func:`judge_metric` adds the
+    minimum counts of an evaluation."""
+    _, low, high = value
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == higher_is_better else "worse"
+    return "not shown"
+
+
+#: Fewest held-out slices below which no paired difference gets a verdict: a bootstrap over
+#: fewer slices barely varies (one slice gives a point interval) and its 95% interval covers
+#: far less than 95%.
+MIN_SLICES = 10
+#: Fewest scored lesions below which no difference of a lesion or detection metric (contrast
+#: recovery, lesion RMSE and CNR, observer FROC, model observer) gets a verdict.
+MIN_LESIONS = 10
+_LESION_METRICS = ("lesion_", "observer", "model_observer", "cotrained")
+
+
+def judge_metric(value: tuple[float, float, float], higher_is_better: bool,
+                 protocol: Mapping[str, object], key: str) -> str:
+    """:func:`judge`, or ``"too few to tell"`` where the evaluation (its ``protocol``:
+    ``n_slices``, ``n_lesions_scored`` / ``n_lesions``) had fewer than :data:`MIN_SLICES`
+    slices, or, for a lesion or detection metric ``key``, fewer than :data:`MIN_LESIONS`
+    lesions."""
+    slices = protocol.get("n_slices")
+    lesions = protocol.get("n_lesions_scored", protocol.get("n_lesions"))
+    if key.startswith("observer") or key.startswith("cotrained"):  # FROC counts every lesion
+        lesions = protocol.get("n_lesions", lesions)
+    if isinstance(slices, int) and slices < MIN_SLICES:
+        return "too few to tell"
+    if key.startswith(_LESION_METRICS) and isinstance(lesions, int) and lesions < MIN_LESIONS:
+        return "too few to tell"
+    return judge(value, higher_is_better)

@@ -43,10 +43,28 @@ pairs stay in one fold, so a background seen in training is never tested.
 
 **Intervals.** :func:`observer_statistic` gives :func:`lidplug.metrics.bootstrap` a statistic
 that resamples ROI pairs and refits the template in every replicate (template variability
-included); copies of a drawn pair stay in one fold.
+included); copies of a drawn pair stay in one fold. A replicate holds fewer distinct pairs than
+the full sample, so its holdout template is noisier and its ``d'`` biased low against the
+full-sample fit (measured: the estimate near or beyond the top of the replicates' 95% range).
+``bootstrap`` then recentres the interval on the estimate (see :mod:`lidplug.metrics.bootstrap`);
+the evaluation always does for the model observer.
 
-Written here: no maintained Python library offers a CHO (the reference implementations are
-MATLAB), and it is a few lines of linear algebra.
+**Train/test split** (:func:`split_hotelling`): the template fitted on chosen training ROIs of
+each class, ``d'`` and AUC from the remaining ROIs only. It is one "reader" of the FDA's LCD-CT
+toolbox (Regulatory Science Tool RST24MD08.01, github.com/DIDSR/LCD_CT), whose protocol
+:mod:`lidplug.lcd` follows: 5 Laguerre-Gauss channels of width 2/3 of the disc's diameter, each
+ROI's mean subtracted, repeated random half splits. The algebra is this module's (same channels,
+same ``S`` from the two classes' ``ddof=1`` covariances, same ``d'`` and Mann-Whitney AUC); the
+toolbox solves with a pseudo-inverse and leaves the template unscaled and uncentred, which
+changes neither ``d'`` nor the AUC. Given the same ROIs and splits, :mod:`lidplug.lcd` reproduces
+the toolbox's Python numbers (``tests/lcd``, ``docs/LCD.md``). What differs from the evaluation
+pipeline's use above: that one uses 10 channels of a fixed 6-px width, no mean subtraction, and
+two-fold holdout instead of readers.
+
+Written here rather than imported: the toolbox's Python port (``lcdct``, in its repository's
+``src/lcdct``; not on PyPI) is the one maintained Python CHO, but it takes whole studies as
+arrays and pulls in scikit-learn, pandas and SimpleITK for a few lines of linear algebra, and
+the pipeline needs the holdout and bootstrap forms above, which it lacks.
 """
 
 from __future__ import annotations
@@ -61,9 +79,9 @@ from scipy import special, stats
 from torch import Tensor
 
 __all__ = ["ObserverResult", "channelized_hotelling", "laguerre_gauss_channels",
-           "observer_statistic"]
+           "observer_statistic", "split_hotelling"]
 
-_METHODS = ("holdout", "resubstitution")
+_METHODS = ("holdout", "resubstitution")  # of channelized_hotelling; split_hotelling is "split"
 _MAX_CONDITION = 1e12  # beyond it the channel covariance is singular in float64 for our purpose
 
 
@@ -75,7 +93,7 @@ class ObserverResult:
         d_prime: SNR of the test statistic.
         auc: empirical area under the ROC curve of the test statistics.
         auc_gaussian: ``Phi(d_prime / sqrt 2)``.
-        method: ``"holdout"`` or ``"resubstitution"``.
+        method: ``"holdout"``, ``"resubstitution"`` or ``"split"`` (:func:`split_hotelling`).
         statistics_present: ``float64[N]`` test statistics of the signal-present ROIs.
         statistics_absent: ``float64[M]`` test statistics of the signal-absent ROIs.
         template: ``float64[C]`` channel template fitted on all ROIs (``w' S w = 1``).
@@ -202,12 +220,17 @@ def _evaluate(
         for test_p, test_a in ((fp, fa), (~fp, ~fa)):
             w, m = _fit(vp[~test_p], va[~test_a])
             tp[test_p], ta[test_a] = (vp[test_p] - m) @ w, (va[test_a] - m) @ w
+    return _result(tp, ta, method, w_all)
+
+
+def _result(tp: np.ndarray, ta: np.ndarray, method: str, template: np.ndarray) -> ObserverResult:
+    """``d'`` and the empirical AUC of the test statistics ``tp`` (present) and ``ta``."""
     d = float((tp.mean() - ta.mean()) / math.sqrt((tp.var(ddof=1) + ta.var(ddof=1)) / 2))
     ranks = stats.rankdata(np.concatenate([tp, ta]))  # ties get their mean rank: count 1/2
     auc = float((ranks[: tp.size].sum() - tp.size * (tp.size + 1) / 2) / (tp.size * ta.size))
     return ObserverResult(
         d_prime=d, auc=auc, auc_gaussian=float(stats.norm.cdf(d / math.sqrt(2))), method=method,
-        statistics_present=tp, statistics_absent=ta, template=w_all,
+        statistics_present=tp, statistics_absent=ta, template=template,
     )
 
 
@@ -301,3 +324,69 @@ def observer_statistic(
         return result.as_dict()
 
     return statistic
+
+
+def _train_mask(train: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``train`` (indices or a boolean mask over ``n`` ROIs) as a boolean mask."""
+    t = np.asarray(train)
+    if t.dtype == bool:
+        if t.shape != (n,):
+            raise ValueError(f"split_hotelling: expected a boolean {name} of shape ({n},), got "
+                             f"{t.shape}")
+        return t
+    if not np.issubdtype(t.dtype, np.integer) or t.ndim != 1:
+        raise TypeError(f"split_hotelling: expected {name} as 1-D int indices or a boolean mask, "
+                        f"got {t.dtype} of shape {t.shape}")
+    out_of_range = t.size > 0 and not (t.min() >= 0 and t.max() < n)
+    if out_of_range or np.unique(t).size != t.size:
+        raise ValueError(f"split_hotelling: expected distinct {name} indices in [0, {n}), got "
+                         f"{t.tolist()}")
+    mask = np.zeros(n, dtype=bool)
+    mask[t] = True
+    return mask
+
+
+def split_hotelling(
+    present: Tensor,
+    absent: Tensor,
+    channels: Tensor,
+    train_present: np.ndarray,
+    train_absent: np.ndarray,
+) -> ObserverResult:
+    """The CHO trained on some ROIs of each class and tested on the others (one split).
+
+    One "reader" of the FDA's LCD-CT toolbox (see the module docstring): the template comes from
+    the training ROIs alone, ``d'`` and the AUC from the test ROIs alone.
+
+    Args:
+        present: ``Tensor[N, H, W]`` signal-present ROIs.
+        absent: ``Tensor[M, H, W]`` signal-absent ROIs.
+        channels: ``Tensor[C, H, W]``, e.g. :func:`laguerre_gauss_channels`.
+        train_present: indices (``int[k]``) or a boolean mask (``bool[N]``) of the present ROIs
+            that train the template; the others are tested.
+        train_absent: the same for the absent ROIs (``bool[M]`` or indices).
+
+    Returns:
+        :class:`ObserverResult` with ``method="split"``; ``statistics_present`` /
+        ``statistics_absent`` are those of the test ROIs, ``template`` the trained one.
+
+    Raises:
+        TypeError, ValueError: as :func:`channelized_hotelling`; also on bad indices, fewer
+            than 2 training or test ROIs in a class, or fewer than ``C + 2`` training ROIs in
+            all.
+    """
+    vp, va = _channelize(present, absent, channels, "split_hotelling")
+    fp = _train_mask(train_present, len(vp), "train_present")
+    fa = _train_mask(train_absent, len(va), "train_absent")
+    c = channels.shape[0]
+    counts = (int(fp.sum()), int(fa.sum()), int((~fp).sum()), int((~fa).sum()))
+    # The pooled covariance has n + m - 2 degrees of freedom: it needs n + m >= C + 2 (the
+    # toolbox's 5 + 5 training ROIs for 5 channels pass), and each class 2 for its own.
+    if min(counts) < 2 or counts[0] + counts[1] < c + 2:
+        raise ValueError(
+            f"split_hotelling: expected at least 2 ROIs per class to train and to test, and "
+            f"{c + 2} training ROIs in all for {c} channels, got {counts[0]} present / "
+            f"{counts[1]} absent to train and {counts[2]} / {counts[3]} to test"
+        )
+    w, m = _fit(vp[fp], va[fa])
+    return _result((vp[~fp] - m) @ w, (va[~fa] - m) @ w, "split", w)

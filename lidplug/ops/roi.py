@@ -3,10 +3,17 @@
 Both run the compiled ``torch.ops.lidplug.*`` kernels when available (CPU, CUDA), and otherwise
 the pure-PyTorch reference with the same semantics: torchvision's ``roi_align`` for one level,
 ``MultiScaleRoIAlign`` for several, followed by ``F.mse_loss`` for the loss.
+
+As torchvision's ops are, the functions are leaves for ``torch.fx`` (``torch.fx.wrap``: a
+symbolic trace records the call instead of tracing into the input checks), so FX-based tools
+(``torchvision.models.feature_extraction``) see through a model that holds the modules; and the
+modules compile with ``torch.jit.script`` (their scripted forward calls the registered op
+directly, so it needs the compiled ops library).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -22,6 +29,11 @@ Features = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 Boxes = Tensor | Sequence[Tensor]
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+# FX leaves (module-level, by name, as torch.fx.wrap requires).
+torch.fx.wrap("roi_pool")
+torch.fx.wrap("roi_perceptual_loss")
 
 
 @torch.compiler.assume_constant_result
@@ -108,8 +120,49 @@ def roi_perceptual_loss(features: Features, ref_features: Features, boxes: Boxes
                                          sampling_ratio, aligned, reduction)
 
 
+# What TorchScript can type of Features and Boxes (eager accepts any sequence or mapping).
+ScriptFeatures = Tensor | list[Tensor] | dict[str, Tensor]
+ScriptBoxes = Tensor | list[Tensor]
+
+
+def _script_levels(features: ScriptFeatures) -> list[Tensor]:
+    """:func:`_inputs.as_levels` for a scripted module (its checks are the op's own)."""
+    if isinstance(features, Tensor):
+        return [features]
+    if isinstance(features, list):
+        return features
+    return list(features.values())
+
+
+def _script_rois(boxes: ScriptBoxes, like: Tensor) -> Tensor:
+    """:func:`_inputs.as_rois` for a scripted module."""
+    if isinstance(boxes, Tensor):
+        return boxes
+    rows: list[Tensor] = []
+    for i, b in enumerate(boxes):
+        rows.append(torch.cat([torch.full_like(b[:, :1], float(i)), b], dim=1))
+    return torch.cat(rows, dim=0) if len(rows) > 0 else like.new_zeros((0, 5))
+
+
+def _script_scales(scales: list[float] | None, levels: list[Tensor],
+                   image_size: tuple[int, int] | None) -> list[float]:
+    """The module's scales, or inferred from ``image_size`` as :func:`_inputs.as_scales`
+    (and MultiScaleRoIAlign) infer them."""
+    if scales is not None:
+        return scales
+    if image_size is None:
+        raise ValueError("spatial_scales: expected one scale per level (feature size / image "
+                         "size), or image_size=(H, W) to infer them from, got neither")
+    # math.log rather than math.log2, which TorchScript lacks.
+    return [2.0 ** float(round(math.log(level.shape[-2] / image_size[0]) / math.log(2.0)))
+            for level in levels]
+
+
 class RoIPyramidAlign(nn.Module):
     """Module form of :func:`roi_pool` with fixed pooling parameters.
+
+    Scriptable (``torch.jit.script``, with the compiled ops) and an FX leaf, as torchvision's
+    ``MultiScaleRoIAlign`` is.
 
     Args:
         output_size: pooled size, int or (PH, PW).
@@ -124,11 +177,25 @@ class RoIPyramidAlign(nn.Module):
         super().__init__()
         self.output_size = _inputs.as_output_size(output_size)
         self.spatial_scales = spatial_scales
+        # One float per level (or None), the form the scripted forward passes the op.
+        self._scales: list[float] | None = None if spatial_scales is None else (
+            _inputs.as_scales(spatial_scales, []))
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(self, features: Features, boxes: Boxes,
+    def forward(self, features: ScriptFeatures, boxes: ScriptBoxes,
                 image_size: tuple[int, int] | None = None) -> Tensor:
+        if torch.jit.is_scripting():
+            levels = _script_levels(features)
+            return torch.ops.lidplug.roi_pool(
+                levels, _script_rois(boxes, levels[0]),
+                _script_scales(self._scales, levels, image_size), self.output_size[0],
+                self.output_size[1], self.sampling_ratio, self.aligned)
+        return self._eager(features, boxes, image_size)
+
+    @torch.jit.unused
+    def _eager(self, features: Features, boxes: Boxes,
+               image_size: tuple[int, int] | None) -> Tensor:
         return roi_pool(features, boxes, self.output_size, self.spatial_scales,
                         self.sampling_ratio, self.aligned, image_size=image_size)
 
@@ -148,8 +215,19 @@ class RoIPerceptualLoss(RoIPyramidAlign):
             raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
 
-    def forward(self, features: Features, ref_features: Features, boxes: Boxes,
-                image_size: tuple[int, int] | None = None) -> Tensor:
+    def forward(self, features: ScriptFeatures, ref_features: ScriptFeatures,
+                boxes: ScriptBoxes, image_size: tuple[int, int] | None = None) -> Tensor:
+        if torch.jit.is_scripting():
+            levels = _script_levels(features)
+            return torch.ops.lidplug.roi_perceptual_loss(
+                levels, _script_levels(ref_features), _script_rois(boxes, levels[0]),
+                _script_scales(self._scales, levels, image_size), self.output_size[0],
+                self.output_size[1], self.sampling_ratio, self.aligned, self.reduction)
+        return self._eager_loss(features, ref_features, boxes, image_size)
+
+    @torch.jit.unused
+    def _eager_loss(self, features: Features, ref_features: Features, boxes: Boxes,
+                    image_size: tuple[int, int] | None) -> Tensor:
         return roi_perceptual_loss(features, ref_features, boxes, self.output_size,
                                    self.spatial_scales, self.sampling_ratio, self.aligned,
                                    self.reduction, image_size=image_size)

@@ -5,7 +5,8 @@
   overrides (:mod:`lidplug.pipeline.spec`).
 * :func:`train`, :func:`evaluate`, :func:`run`: the stages (:mod:`lidplug.pipeline.run`);
   :func:`retrain_pretrained` regenerates the shipped models a run starts from.
-* :data:`DEMO_RUN`: the shipped run of ``lidplug demo`` (two arms: plain and LIDnet).
+* :data:`DEMO_RUN`: the shipped run of ``lidplug demo`` (two arms: plain and LIDnet);
+  :data:`SHIPPED_RUNS`: it and ``real-lung``, the same comparison on real chest CT.
 
 Example::
 
@@ -17,34 +18,46 @@ Example::
 
 from pathlib import Path
 
+from lidplug.metrics import judge
 from lidplug.pipeline.build import build_model
 from lidplug.pipeline.data import HeldOut, held_out, make_split
 from lidplug.pipeline.evaluate import Evaluation
-from lidplug.pipeline.outputs import format_summary, judge, verdicts
+from lidplug.pipeline.outputs import format_summary, verdicts
 from lidplug.pipeline.run import comparator, evaluate, retrain_pretrained, run, train
 from lidplug.pipeline.runfile import dump_run, load_run
 from lidplug.pipeline.spec import (
     ArmSpec,
     DataSpec,
+    DenoiserSpec,
+    DetectorSpec,
     EvaluateSpec,
     ModelSpec,
+    ObserverSpec,
     RunSpec,
     SimulationSpec,
 )
 from lidplug.pipeline.train import ArmResult, checkpoint_of
 
+_RUNS = Path(__file__).resolve().parent / "runs"
 #: The run file of ``lidplug demo``.
-DEMO_RUN = Path(__file__).resolve().parent / "runs" / "demo.toml"
+DEMO_RUN = _RUNS / "demo.toml"
+#: The shipped runs by name (``lidplug demo --run NAME``): the phantom demo, and the same
+#: comparison on real chest CT with real nodules (needs the data: ``--data.root``).
+SHIPPED_RUNS = {"demo": DEMO_RUN, "real-lung": _RUNS / "real-lung.toml"}
 
 __all__ = [
     "DEMO_RUN",
+    "SHIPPED_RUNS",
     "ArmResult",
     "ArmSpec",
     "DataSpec",
+    "DenoiserSpec",
+    "DetectorSpec",
     "EvaluateSpec",
     "Evaluation",
     "HeldOut",
     "ModelSpec",
+    "ObserverSpec",
     "RunSpec",
     "SimulationSpec",
     "build_model",

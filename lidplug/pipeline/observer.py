@@ -2,8 +2,11 @@
 
 Task (signal-known-exactly in location): for each test lesion, a ``roi`` x ``roi`` crop centred
 on it, from the image set's slice (lesion present) and from the same set's processing of the
-slice simulated without its lesions (absent; same dose, independent noise). Both crops have the
-noise-free lesion-free phantom subtracted (the background is known exactly, so organ edges do
+slice without its lesions (absent; same dose: phantoms simulate it with independent noise,
+hybrid slices remove the inserted signal and keep the same noise, which changes neither class's
+distribution, so no expected figure of merit, only the estimate's spread). Both crops have the
+lesion-free background subtracted (the noise-free phantom without lesions; for hybrid slices the
+real normal-dose slice before insertion): the background is known exactly, so organ edges do
 not enter the channel covariance; it is the same offset for a pair, so it moves nothing
 between present and absent) and are multiplied by the sign of the lesion's contrast (hypo- and
 hyperdense lesions would otherwise cancel in the mean signal). Lesions differ in size and
@@ -58,9 +61,12 @@ class ModelObserver:
 
     def __init__(self, held, images: dict[str, Tensor], absent: dict[str, Tensor]) -> None:
         regions = held.regions
-        truth, background = held.truth[:, 0], held.background[:, 0]
-        signs = np.array([math.copysign(1.0, float(truth[r.image][r.mask].mean()
-                                                   - background[r.image][r.mask].mean()))
+        background = held.background[:, 0]
+        # The lesion's sign of contrast: from the inserted signal where it is known, else from
+        # the noise-free truth minus its lesion-free background.
+        signal = (held.signal[:, 0] if held.signal is not None
+                  else held.truth[:, 0] - background)
+        signs = np.array([math.copysign(1.0, float(signal[r.image][r.mask].mean()))
                           for r in regions])
         self.image_of = np.array([r.image for r in regions])
         channels = laguerre_gauss_channels(ROI_SIZE, CHANNELS)

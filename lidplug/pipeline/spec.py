@@ -6,7 +6,7 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
 
     threads = 2                       # CPU threads for torch (optional)
 
-    [data]                            # phantom (built in), deeplesion or paired_dicom
+    [data]                            # phantom (built in), hybrid, deeplesion or paired_dicom
     kind = "phantom"
     size = 96
     train = 256                       # slices per split
@@ -18,6 +18,9 @@ the training schedule (``[train]``), the evaluation and the arms to compare::
 
     [denoiser]                        # a shipped pretrained model ...
     pretrained = "redcnn"
+    # units = { mean = -542.546, std = 502.185 }   # a third-party model's own units (HU),
+    # forward_kwargs = { sigma = 0.01 }           #   fixed forward arguments, identity start
+    # identity_start = true                       #   (DenoiserSpec)
     [detector]                        # ... or any class or function by import path
     weights = "detector.pt"           # a state dict or a 'lidplug train' checkpoint
     sha256 = "..."                    # optional check of that file
@@ -47,18 +50,24 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from lidplug.data import SOFT_TISSUE_HU, LesionSpec
+from lidplug.models.adapt import HUUnits
 from lidplug.training import TrainConfig
 from lidplug.wrapper import WrapConfig
 
 __all__ = ["DATA_KINDS", "DEFAULT_DENOISER", "DEFAULT_DETECTOR", "DEFAULT_OBSERVERS", "ArmSpec",
-           "DataSpec", "EvaluateSpec", "ModelSpec", "RunSpec", "SimulationSpec"]
+           "DataSpec", "DenoiserSpec", "DetectorSpec", "EvaluateSpec", "ModelSpec",
+           "ObserverSpec", "RunSpec", "SimulationSpec"]
 
-DATA_KINDS = ("phantom", "deeplesion", "paired_dicom")
+DATA_KINDS = ("phantom", "hybrid", "deeplesion", "paired_dicom")
 HIT_RULES = ("center", "iou")
 _MAX_SLICES = 10**6
+#: The smallest pixel (mm) and dose a run may ask for.
+MIN_SPACING_MM = 0.01
+MIN_DOSE = 1e-6
 
 
 def _check_count(owner: str, name: str, value: object, low: int = 1,
@@ -67,14 +76,11 @@ def _check_count(owner: str, name: str, value: object, low: int = 1,
         raise ValueError(f"{owner}.{name}: expected an int in [{low}, {high}], got {value!r}")
 
 
-def _check_number(owner: str, name: str, value: object, low: float, high: float,
-                  low_open: bool = False) -> None:
+def _check_number(owner: str, name: str, value: object, low: float, high: float) -> None:
     ok = (not isinstance(value, bool) and isinstance(value, int | float)
-          and math.isfinite(value) and (value > low if low_open else value >= low)
-          and value <= high)
+          and math.isfinite(value) and low <= value <= high)
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{owner}.{name}: expected a number in {bracket}{low:g}, {high:g}], "
+        raise ValueError(f"{owner}.{name}: expected a number in [{low:g}, {high:g}], "
                          f"got {value!r}")
 
 
@@ -83,24 +89,31 @@ class DataSpec:
     """Where the slices come from and how they split into train / validation / test.
 
     Attributes:
-        kind: ``"phantom"`` (built-in synthetic slices, no download), ``"deeplesion"`` (NIH
+        kind: ``"phantom"`` (built-in synthetic slices, no download), ``"hybrid"`` (real CT
+            with real nodules inserted, :class:`lidplug.data.HybridDataset`: its patients,
+            nodules and insertion options go in ``options``), ``"deeplesion"`` (NIH
             DeepLesion, low dose simulated) or ``"paired_dicom"`` (AAPM-Mayo-style low/normal
             series).
-        root: the dataset folder (deeplesion, paired_dicom; relative paths: to the run file).
+        root: the dataset folder (hybrid: the data root its ``options.sources`` are relative
+            to; deeplesion, paired_dicom; relative paths: to the run file). Needed by every
+            kind but phantom, checked when the data is first read (so a shipped run file can
+            leave it to ``--data.root``).
         validation_root, test_root: paired_dicom only, the held-out patients' folders
             (DeepLesion splits by its own Train_Val_Test column).
         options: extra keyword arguments of the dataset class (checked at build time).
         size, spacing: phantom slice side in pixels and pixel size in mm.
-        train, validation, test: slices per split (phantom); for real data at most this many
-            (None: all).
-        seed: seed of the phantom streams; each split draws from its own stream, so the test
-            slices are never those anything was trained or tuned on.
+        train, validation, test: slices per split (phantom, hybrid); for real data at most this
+            many (None: all).
+        seed: seed of the phantom and hybrid streams; each split draws from its own stream, so
+            the test slices are never those anything was trained or tuned on (hybrid splits are
+            also by patient, fixed by ``options.sources``).
         lesions: phantom lesion sizes and contrasts.
         max_lesions, lesion_free_fraction: phantom lesions per slice, slices without lesions.
-        cache: None keeps generated slices in memory; a folder caches them on disk.
+        cache: None keeps generated slices in memory; a folder caches them on disk (relative
+            paths: to the run file).
     """
 
-    kind: Literal["phantom", "deeplesion", "paired_dicom"] = "phantom"
+    kind: Literal["phantom", "hybrid", "deeplesion", "paired_dicom"] = "phantom"
     root: str | None = None
     validation_root: str | None = None
     test_root: str | None = None
@@ -119,17 +132,21 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         _check_count("data", "size", self.size, 32, 4096)
-        _check_number("data", "spacing", self.spacing, 0.0, 100.0, low_open=True)
+        # A pixel below 10 um is no CT (the simulation's geometry fails on it, late).
+        _check_number("data", "spacing", self.spacing, MIN_SPACING_MM, 100.0)
         for name in ("train", "validation", "test"):
             value = getattr(self, name)
-            if value is not None or self.kind == "phantom":
+            if value is not None or self.kind in ("phantom", "hybrid"):
                 _check_count("data", name, value)
         _check_count("data", "seed", self.seed, 0, 2**62)
         _check_count("data", "max_lesions", self.max_lesions, 1, 64)
         _check_number("data", "lesion_free_fraction", self.lesion_free_fraction, 0.0, 1.0)
-        if self.kind != "phantom" and self.root is None:
-            raise ValueError(f"data.root: expected the dataset folder for kind {self.kind!r}, "
-                             "got none")
+        if self.kind == "phantom" and self.options:
+            # The built-in phantoms take their settings from [data] itself: options would be
+            # ignored silently.
+            raise ValueError(f"data.options: expected none for kind 'phantom' (its settings are "
+                             f"keys of [data]: size, spacing, lesions, ...), got "
+                             f"{sorted(self.options)}")
         if isinstance(self.lesions, dict):  # a table given through the Python API
             self.lesions = LesionSpec(**self.lesions)
 
@@ -156,7 +173,7 @@ class SimulationSpec:
     method: Literal["full", "insert"] | None = None
 
     def __post_init__(self) -> None:
-        _check_number("simulation", "dose", self.dose, 0.0, 1.0, low_open=True)
+        _check_number("simulation", "dose", self.dose, MIN_DOSE, 1.0)
         _check_number("simulation", "normal_dose", self.normal_dose, self.dose, 1.0)
         _check_number("simulation", "i0", self.i0, 1.0, 1e12)
         if self.views is not None:
@@ -187,42 +204,77 @@ class ModelSpec:
             jsonargparse checks ``init_args`` against its signature (unknown names, types) when
             the spec is made, and fills in the defaults; the model is built later, by
             :func:`lidplug.pipeline.build_model`, after the run's generators are seeded.
-        weights: a state dict file, or a ``lidplug train`` checkpoint (its ``denoiser`` or
-            ``detector`` entry, by role), read with ``weights_only=True``; relative paths
-            resolve against the run file. None: the model's own initialisation.
+            An argument may itself be such a table (``lidplug.models.Standardized`` around
+            your model, say): it is checked the same way and built first.
+        weights: a state dict file, a ``lidplug train`` checkpoint (its ``denoiser`` or
+            ``detector`` entry, by role) or another project's checkpoint (the containers
+            ``model_state_dict``, ``state_dict``, ``model``, ... and prefixes ``module.``, ...
+            that :func:`lidplug.deploy.load_weights` lists), read with ``weights_only=True``;
+            relative paths resolve against the run file. None: the model's own
+            initialisation.
+        weights_key: where the state dict is in ``weights`` (dotted for nested containers,
+            ``"ema.state_dict"``), for a layout not recognised.
+        strip_prefix: a prefix removed from every key of that state dict (e.g.
+            ``"generator."``), for a prefix not recognised.
         sha256: expected SHA-256 of ``weights`` (hex); checked before loading when given.
-        name: the model's name in reports (default: the shipped name, else the class name).
+        name: the model's name in reports (default: the shipped name, the run file's name,
+            else the class name).
+        run: a run file (relative paths: to this run file) that trains this model: its first
+            arm's ``denoiser`` or ``detector`` (by role), trained on *this* run's data
+            (``[data]`` and ``[simulation]``, except the sub-run's own ``data.seed`` and
+            ``data.train``) before anything else, into ``<pretrained folder>/<file stem>/``
+            (default ``<out>/pretrained``), and reused from there by later commands and runs
+            with the same description (:mod:`lidplug.pipeline.pretrain`). Exclusive with
+            ``pretrained``, ``model`` and ``weights``.
 
-    An empty spec (neither ``pretrained`` nor ``model``) stands for the run's default (see
-    :class:`RunSpec`).
+    An empty spec (neither ``pretrained``, ``model`` nor ``run``) stands for the run's default
+    (see :class:`RunSpec`).
     """
 
+    #: The spec's key in messages (``denoiser``, ``detector``); subclasses set their own.
+    where: ClassVar[str] = "model"
+
     pretrained: str | None = None
-    model: dict[str, Any] | None = None
+    # A plain dict, not dict[str, Any]: jsonargparse would build nested class_path tables of
+    # an Any-typed value when the file is read (before the run's generators are seeded).
+    model: dict | None = None
     weights: str | None = None
+    weights_key: str | None = None
+    strip_prefix: str | None = None
     sha256: str | None = None
     name: str | None = None
+    run: str | None = None
 
     def __post_init__(self) -> None:
+        where = self.where
         if self.pretrained is not None and (self.model is not None
                                             or self.weights is not None):
-            raise ValueError("model: expected either pretrained = NAME or a [model] class_path "
-                             f"(+ weights), got both (pretrained={self.pretrained!r}, "
-                             f"weights={self.weights!r})")
+            raise ValueError(f"{where}: expected either pretrained = NAME or a [model] "
+                             f"class_path (+ weights), got both (pretrained="
+                             f"{self.pretrained!r}, weights={self.weights!r})")
+        if self.run is not None and (self.pretrained is not None or self.model is not None
+                                     or self.weights is not None):
+            raise ValueError(f"{where}: expected run = FILE alone (the model and its weights "
+                             f"come from that run), got it with pretrained/model/weights "
+                             f"(run={self.run!r})")
         if self.model is not None:
-            self.model = _model_table(self.model)
+            self.model = _model_table(self.model, f"{where}.model")
+        if self.weights is None and (self.weights_key is not None
+                                     or self.strip_prefix is not None):
+            raise ValueError(f"{where}: weights_key / strip_prefix given without weights")
         if self.sha256 is not None:
             text = self.sha256.lower()
             if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-                raise ValueError(f"model.sha256: expected 64 hex digits, got {self.sha256!r}")
+                raise ValueError(f"{where}.sha256: expected 64 hex digits, got {self.sha256!r}")
             self.sha256 = text
             if self.weights is None:
-                raise ValueError("model.sha256: given without weights to check")
+                raise ValueError(f"{where}.sha256: given without weights to check")
 
     @property
     def is_set(self) -> bool:
-        """False for an empty spec (neither ``pretrained`` nor ``model``): the run's default."""
-        return self.pretrained is not None or self.model is not None
+        """False for an empty spec (no ``pretrained``, ``model`` or ``run``): the run's
+        default."""
+        return self.pretrained is not None or self.model is not None or self.run is not None
 
     @property
     def class_path(self) -> str | None:
@@ -231,26 +283,109 @@ class ModelSpec:
 
     def describe(self) -> str:
         """A short name for reports."""
-        return self.name or self.pretrained or str(self.class_path).rpartition(".")[2]
+        if self.name or self.pretrained:
+            return self.name or self.pretrained
+        if self.run is not None:
+            return Path(self.run).stem
+        return str(self.class_path).rpartition(".")[2]
 
 
-def _model_table(value) -> dict[str, Any]:
+@dataclass
+class DenoiserSpec(ModelSpec):
+    """The denoiser: a :class:`ModelSpec` plus what puts a third-party model in lidplug's
+    units (:func:`lidplug.models.adapt_denoiser`)::
+
+        [denoiser]
+        units = { mean = -542.546, std = 502.185 }   # ldct-benchmark's (HU + 1024 - 481.454)
+        forward_kwargs = { sigma = 0.05 }            #   / 502.185; or window = [lo, hi] in HU
+        identity_start = true
+        [denoiser.model]
+        class_path = "ldctbench.methods.cnn10.network.Model"
+
+    Attributes:
+        units: the model's input units in HU (:class:`lidplug.models.HUUnits`): ``mean`` and
+            ``std`` (it sees ``(HU - mean) / std``) or ``window = [lo, hi]`` (``lo..hi`` HU to
+            0..1). None: it takes lidplug's window units.
+        forward_kwargs: fixed keyword arguments of its ``forward`` besides the image (in its
+            own units).
+        identity_start: start it as the identity behind a zero-initialised gate
+            (:class:`lidplug.models.IdentityStart`).
+    """
+
+    where: ClassVar[str] = "denoiser"
+
+    # Read as a plain table and made HUUnits here, so that a bad one is reported by HUUnits
+    # with its key (jsonargparse would report a dataclass's error inside a union's message).
+    units: dict | HUUnits | None = None
+    forward_kwargs: dict = field(default_factory=dict)
+    identity_start: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.units is not None:
+            try:
+                self.units = HUUnits.of(self.units)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"denoiser.{err}") from None
+        if not (isinstance(self.forward_kwargs, dict)
+                and all(isinstance(k, str) for k in self.forward_kwargs)):
+            raise ValueError(f"denoiser.forward_kwargs: expected a table of named arguments, got "
+                             f"{self.forward_kwargs!r}")
+        if (self.pretrained is not None or self.run is not None) and self.adaptation():
+            raise ValueError("denoiser: units, forward_kwargs and identity_start go with a "
+                             "[denoiser.model] class_path (a shipped model, or the one a run = "
+                             "FILE trains, brings its own)")
+
+    def adaptation(self) -> dict[str, Any]:
+        """The set ones of ``units``, ``forward_kwargs``, ``identity_start`` (keyword
+        arguments of :func:`lidplug.models.adapt_denoiser`)."""
+        given = {"units": self.units, "forward_kwargs": self.forward_kwargs or None,
+                 "identity_start": self.identity_start}
+        return {k: v for k, v in given.items() if v}
+
+
+@dataclass
+class DetectorSpec(ModelSpec):
+    """The feedback detector (a :class:`ModelSpec`; its messages say ``detector``)."""
+
+    where: ClassVar[str] = "detector"
+
+
+@dataclass
+class ObserverSpec(ModelSpec):
+    """An observer detector of the evaluation (a :class:`ModelSpec`)."""
+
+    where: ClassVar[str] = "evaluate.observers"
+
+
+def _is_table(value: Any) -> bool:
+    """A nested ``{class_path, init_args}`` table (an argument that is itself a model)."""
+    return isinstance(value, dict) and isinstance(value.get("class_path"), str)
+
+
+def _model_table(value, where: str = "model") -> dict[str, Any]:
     """``{class_path, init_args}`` checked against the class's (or function's) signature by
-    jsonargparse, with its defaults filled in; nothing is built."""
-    if not (isinstance(value, dict) and isinstance(value.get("class_path"), str)):
-        raise ValueError(f"model: expected {{class_path = \"package.module.Name\", init_args = "
-                         f"{{...}}}}, got {value!r}")
+    jsonargparse, with its defaults filled in; nested tables are checked the same way; nothing
+    is built."""
+    if not _is_table(value):
+        raise ValueError(f"{where}: expected {{class_path = \"package.module.Name\", init_args "
+                         f"= {{...}}}}, got {value!r}")
     unknown = sorted(set(value) - {"class_path", "init_args"})
     if unknown:
-        raise ValueError(f"model: unknown key(s) {unknown}; expected class_path and init_args")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected class_path and init_args")
     class_path, args = value["class_path"], value.get("init_args") or {}
     if not isinstance(args, dict):
-        raise ValueError(f"model.init_args: expected a table of arguments, got {args!r}")
+        raise ValueError(f"{where}.init_args: expected a table of arguments, got {args!r}")
+    # Nested tables are checked first, by their own signature (so that a message names their
+    # key), then once more as the outer argument's value (its annotation, e.g. nn.Module).
+    nested = {k: _model_table(v, f"{where}.init_args.{k}") for k, v in args.items()
+              if _is_table(v)}
+    args = {**args, **nested}
     from jsonargparse import ArgumentParser
 
-    from lidplug.pipeline.build import resolve_callable
+    from lidplug.pipeline.resolve import resolve_callable
 
-    target = resolve_callable(class_path, "model")
+    target = resolve_callable(class_path, where)
     parser = ArgumentParser(exit_on_error=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -264,9 +399,9 @@ def _model_table(value) -> dict[str, Any]:
                                               fail_untyped=False)
             checked = parser.parse_object(args).clone(with_meta=False).as_dict()
         except Exception as err:  # jsonargparse's ArgumentError, or a signature it cannot read
-            raise ValueError(f"model.init_args of {class_path}: {' '.join(str(err).split())}") \
-                from None
-    return {"class_path": class_path, "init_args": checked}
+            raise ValueError(f"{where}.init_args of {class_path}: "
+                             f"{' '.join(str(err).split())}") from None
+    return {"class_path": class_path, "init_args": {**checked, **nested}}
 
 
 #: The shipped models a run uses where its file names none (defaults are filled in after
@@ -291,16 +426,21 @@ class EvaluateSpec:
             W400/L40; data range = its width).
         bootstrap: paired bootstrap replicates over slices (95% percentile intervals).
         model_observer: score lesion detectability with the channelized Hotelling observer
-            (phantoms: each test slice is also simulated without its lesions).
+            (phantoms and hybrid slices: each test slice is also simulated without its
+            lesions).
         examples: held-out slices shown in the report.
+        real_lesions: also score the held-out patients' own annotated lesions, never inserted
+            anywhere (``data.kind = "hybrid"``), apart from the main test set: written to
+            ``metrics-real-lesions.json`` and a section of the report.
     """
 
-    observers: list[ModelSpec] = field(default_factory=list)
+    observers: list[ObserverSpec] = field(default_factory=list)
     hit_rule: Literal["center", "iou"] = "center"
     window: tuple[float, float] = SOFT_TISSUE_HU
     bootstrap: int = 1000
     model_observer: bool = True
     examples: int = 4
+    real_lesions: bool = False
 
     def __post_init__(self) -> None:
         # Defaults are resolved on use (observer_specs), never filled in here: jsonargparse
@@ -319,7 +459,7 @@ class EvaluateSpec:
 
     def observer_specs(self) -> list[ModelSpec]:
         """The observers, or the shipped ones when none are named."""
-        return list(self.observers) or [ModelSpec(pretrained=n) for n in DEFAULT_OBSERVERS]
+        return list(self.observers) or [ObserverSpec(pretrained=n) for n in DEFAULT_OBSERVERS]
 
 
 @dataclass
@@ -340,12 +480,21 @@ class ArmSpec:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES):
+        if not (self.name.isidentifier() and self.name not in _RESERVED_ARM_NAMES
+                and DIFFERENCE not in self.name):
             raise ValueError(f"arms.name: expected an identifier other than "
-                             f"{sorted(_RESERVED_ARM_NAMES)}, got {self.name!r}")
+                             f"{sorted(_RESERVED_ARM_NAMES)} and without {DIFFERENCE!r} (the "
+                             f"names of paired differences, '<arm>{DIFFERENCE}<plain arm>'), got "
+                             f"{self.name!r}")
 
 
-_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom"}
+#: Keys of metrics.json beside the arms' (image sets, protocol), and the run folder's
+#: pretraining folder: no arm may take them.
+_RESERVED_ARM_NAMES = {"low_dose", "normal_dose", "noise_free", "protocol", "headroom",
+                       "pretrained"}
+#: What joins the names of a paired difference in metrics.json: reserved in arm names, so a
+#: difference never lands on an arm's key.
+DIFFERENCE = "_minus_"
 
 
 def _default_arms() -> list[ArmSpec]:
@@ -365,8 +514,8 @@ class RunSpec:
 
     data: DataSpec = field(default_factory=DataSpec)
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
-    denoiser: ModelSpec = field(default_factory=ModelSpec)
-    detector: ModelSpec = field(default_factory=ModelSpec)
+    denoiser: DenoiserSpec = field(default_factory=DenoiserSpec)
+    detector: DetectorSpec = field(default_factory=DetectorSpec)
     wrap: WrapConfig = field(default_factory=WrapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
@@ -388,7 +537,9 @@ class RunSpec:
         spec = getattr(self, role)
         if spec.is_set:
             return spec
-        return ModelSpec(pretrained=DEFAULT_DENOISER if role == "denoiser" else DEFAULT_DETECTOR)
+        if role == "denoiser":
+            return DenoiserSpec(pretrained=DEFAULT_DENOISER)
+        return DetectorSpec(pretrained=DEFAULT_DETECTOR)
 
     def arm(self, name: str) -> ArmSpec:
         """The arm called ``name``."""

@@ -7,7 +7,8 @@ every arm takes the same number of denoiser updates on batches from the same str
 the detector's feedback (:func:`lidplug.wrap`) and, in ``"alternating"`` mode, detector steps on
 denoised slices. Every arm runs through :class:`lidplug.CollaborativeTrainer`, the loop users
 run, and writes ``<out>/<arm>/``: ``latest.pt`` (checkpoint, with the step history),
-``log.csv``, ``history.json`` and ``denoiser.pt`` (the denoiser alone, TorchScript).
+``log.csv``, ``history.json`` and ``denoiser.pt`` (the denoiser alone, TorchScript; a model
+TorchScript cannot hold is written as ``denoiser.pt2``, torch.export, with a warning).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import copy
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,8 @@ class ArmResult:
         history: per step the logged terms and ``phase``.
         seconds: wall time of the arm's training.
         folder: where its files are (None when nothing is written).
+        notes: what went wrong without stopping the training (a degenerate feedback term:
+            :mod:`lidplug.balance`), for the run's record, its log and its report.
     """
 
     name: str
@@ -52,6 +56,7 @@ class ArmResult:
     history: list[dict[str, float | str]] = field(default_factory=list)
     seconds: float = 0.0
     folder: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def starting_models(spec: RunSpec, folder: Path | None = None, *, weights: bool = True
@@ -97,19 +102,57 @@ def train_arm(spec: RunSpec, arm: ArmSpec, denoiser: nn.Module, detector: nn.Mod
     trainer.fit()
     seconds = time.perf_counter() - start
     model.cpu()
+    notes = feedback_notes(model)
     if folder is not None:
         (folder / HISTORY_NAME).write_text(json.dumps(trainer.history) + "\n")
         if export:
-            from lidplug.deploy import export as export_denoiser
+            _export_arm(model, folder, arm.name)
+    return ArmResult(arm.name, model, list(trainer.history), seconds, folder, notes)
 
-            export_denoiser(model, folder / EXPORT_NAME,
-                            config={"arm": arm.name, "wrap": model.config.to_dict()})
-    return ArmResult(arm.name, model, list(trainer.history), seconds, folder)
+
+def feedback_notes(model: LesionAwareDenoiser) -> list[str]:
+    """The feedback terms the balancer found degenerate, one line each."""
+    found = {} if model.balancer is None else model.balancer.degenerate
+    return [f"the {term} feedback term was degenerate: {why}" for term, why in found.items()]
+
+
+def _export_arm(model: LesionAwareDenoiser, folder: Path, arm: str) -> Path:
+    """The trained denoiser as TorchScript, or as a torch.export program (``denoiser.pt2``)
+    where TorchScript cannot hold it (a third-party model that neither scripts nor traces the
+    same on other sizes), with a warning: the training is never lost to its export."""
+    from lidplug.deploy import ExportError, ExportWarning
+    from lidplug.deploy import export as export_denoiser
+
+    config = {"arm": arm, "wrap": model.config.to_dict()}
+    try:
+        export_denoiser(model, folder / EXPORT_NAME, config=config)
+        return folder / EXPORT_NAME
+    except ExportError as err:
+        script_error = " ".join(str(err).split())
+    program = (folder / EXPORT_NAME).with_suffix(".pt2")
+    try:
+        export_denoiser(model, program, config=config)
+    except ExportError as err:
+        warnings.warn(f"arm {arm!r}: the trained denoiser could not be exported (TorchScript: "
+                      f"{script_error}; torch.export: {' '.join(str(err).split())}); its "
+                      f"checkpoint holds it", ExportWarning, stacklevel=3)
+        return folder / CHECKPOINT_NAME
+    warnings.warn(f"arm {arm!r}: wrote {program.name} (torch.export) instead of {EXPORT_NAME}: "
+                  f"{script_error}", ExportWarning, stacklevel=3)
+    return program
 
 
 def wrap_options(spec: RunSpec, arm: ArmSpec) -> dict:
-    """The keyword arguments of :func:`lidplug.wrap` for ``arm`` (``[wrap]`` with its overrides)."""
-    return dataclasses.asdict(spec.arm_wrap(arm))
+    """The keyword arguments of :func:`lidplug.wrap` for ``arm``: ``[wrap]`` with its overrides,
+    and the probe batch the denoiser is checked on, at the run's slice size where it is fixed
+    (phantoms; a model that takes only some sizes then fails before training, not at its first
+    step)."""
+    options = dataclasses.asdict(spec.arm_wrap(arm))
+    if spec.data.kind == "phantom":
+        from lidplug.models.check import probe_batch
+
+        options["example_input"] = probe_batch(spec.data.size)
+    return options
 
 
 def checkpoint_of(out: Path, arm: str) -> Path:

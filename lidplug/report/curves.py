@@ -48,7 +48,8 @@ def froc_html(evaluation, arms: Sequence[str]) -> str:
             f"{escape(room.sentence())}</p>")
     rates = ", ".join(str(r) for r in protocol.get("fp_rates", []))
     note = (f"<p class='note'>Sensitivity against false positives per image, pooled over all "
-            f"{protocol.get('n_slices', '?')} test slices; CPM is the mean sensitivity at "
+            f"{protocol.get('n_slices', '?')} {protocol.get('split', 'test')} slices; CPM is the "
+            "mean sensitivity at "
             f"{rates} false positives per image. A hit: "
             f"{escape(str(protocol.get('hit_rule', '?')))}. Dashed: the references (normal "
             "dose, noise-free reconstruction). The observers were trained on normal-dose "
@@ -97,9 +98,10 @@ def training_html(arms: Mapping[str, Any], order: Sequence[str]) -> str:
                     f"updates{wall}</figcaption></figure>")
     if not figs:
         return "<p>No training history (the arms were not trained in this run).</p>"
-    warn = ""
+    warn = "".join(f"<p class='warn'>{escape(short_label(name))}: {escape(note)}</p>"
+                   for name in order for note in getattr(arms.get(name), "notes", None) or [])
     if len(set(updates.values())) > 1:
-        warn = ("<p class='warn'>The arms took different numbers of denoiser updates ("
+        warn += ("<p class='warn'>The arms took different numbers of denoiser updates ("
                 + ", ".join(f"{escape(short_label(k))} {v}" for k, v in updates.items())
                 + "): the comparison is not under the same budget.</p>")
     return (f"{warn}<div class='figures'>{''.join(figs)}</div><p class='note'>Per step, the "

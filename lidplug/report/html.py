@@ -85,7 +85,8 @@ class Report:
 
 
 _BADGES = {"better": ("better", "better, shown"), "worse": ("worse", "worse, shown"),
-           "not shown": ("ns", "not shown"), "not computed": ("na", "not computed")}
+           "not shown": ("ns", "not shown"), "too few to tell": ("na", "too few to tell"),
+           "not computed": ("na", "not computed")}
 
 
 def badge(verdict: str, text: str | None = None) -> str:

@@ -22,7 +22,8 @@ from torch import Tensor
 from lidplug.data.transforms import SOFT_TISSUE_HU
 
 __all__ = ["DETECTED_COLOR", "DIVERGING", "OBSERVER_COLORS", "TRUTH_COLOR", "Box",
-           "crop_origin", "diverging", "gray", "outline", "panel_png", "slice_png"]
+           "crop_origin", "diverging", "gray", "outline", "overview_png", "panel_png",
+           "slice_png"]
 
 TRUTH_COLOR = (0, 200, 0)
 DETECTED_COLOR = (255, 60, 60)
@@ -124,6 +125,24 @@ def panel_png(rgb: np.ndarray, scale: int = 1, *,
                        width=b.width)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def overview_png(hu: Tensor, window: tuple[float, float], box: Sequence[float],
+                 size: int = 192) -> str:
+    """A whole slice made small (``size`` pixels on its long side, area-averaged) with one
+    rectangle (``xyxy`` in the slice's pixels): where a crop lies. The one place pixels are
+    shrunk, so the crop beside it is what the reader judges."""
+    rgb = gray(hu, window)
+    h, w = rgb.shape[:2]
+    factor = size / max(h, w)
+    small = Image.fromarray(rgb, mode="RGB").resize(
+        (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BOX)
+    draw = ImageDraw.Draw(small)
+    x1, y1, x2, y2 = (float(v) * factor for v in box)
+    draw.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=TRUTH_COLOR, width=2)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

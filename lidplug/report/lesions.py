@@ -19,7 +19,15 @@ from torch import Tensor
 from lidplug.data.transforms import SOFT_TISSUE_HU
 from lidplug.metrics import box_overlap
 from lidplug.report.html import figure
-from lidplug.report.images import OBSERVER_COLORS, TRUTH_COLOR, Box, crop_origin, gray, panel_png
+from lidplug.report.images import (
+    OBSERVER_COLORS,
+    TRUTH_COLOR,
+    Box,
+    crop_origin,
+    gray,
+    overview_png,
+    panel_png,
+)
 from lidplug.report.labels import image_sets, number, set_colours, set_label, short_label
 from lidplug.report.svg import Series, line_plot
 
@@ -47,6 +55,7 @@ class Site:
         mask: ``bool[H, W]`` its pixels, or None (real data: a box only).
         diameter_px: equivalent diameter (of the mask's area, else of the box's).
         contrast_hu: true contrast (phantoms), else None.
+        split: the held-out split its slice is of (``"test"``, ``"validation"``).
     """
 
     index: int
@@ -55,6 +64,7 @@ class Site:
     mask: np.ndarray | None
     diameter_px: float
     contrast_hu: float | None
+    split: str = "test"
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -79,13 +89,14 @@ def lesion_sites(held, lesions: Mapping[str, Mapping[str, np.ndarray]]) -> list[
                      r.mask.cpu().numpy().astype(bool),
                      float(table["diameter_px"][k]) if "diameter_px" in table
                      else 2 * math.sqrt(float(r.mask.sum()) / math.pi),
-                     float(table["contrast_hu"][k]) if "contrast_hu" in table else None)
+                     float(table["contrast_hu"][k]) if "contrast_hu" in table else None,
+                     held.split)
                 for k, r in enumerate(held.regions)]
     sites = []
     for image, target in enumerate(held.targets):
         for x1, y1, x2, y2 in target["boxes"].reshape(-1, 4).tolist():
             d = 2 * math.sqrt(max(x2 - x1, 0) * max(y2 - y1, 0) / math.pi)
-            sites.append(Site(len(sites), image, (x1, y1, x2, y2), None, d, None))
+            sites.append(Site(len(sites), image, (x1, y1, x2, y2), None, d, None, held.split))
     return sites
 
 
@@ -103,10 +114,10 @@ def pick_evenly(values: Sequence[float], k: int) -> list[int]:
     return [order[r] for r in ranks]
 
 
-def crop_size(diameter_px: float, shape: tuple[int, int]) -> int:
-    """Side of a lesion's crop: :data:`CROP_PX`, or 2.5 diameters for large lesions (even),
-    at most the slice."""
-    side = max(CROP_PX, 2 * math.ceil(1.25 * diameter_px))
+def crop_size(diameter_px: float, shape: tuple[int, int], minimum: int = CROP_PX) -> int:
+    """Side of a lesion's crop: ``minimum`` (default :data:`CROP_PX`), or 2.5 diameters for
+    large lesions (even), at most the slice."""
+    side = max(minimum, 2 * math.ceil(1.25 * diameter_px))
     return min(side, *shape)
 
 
@@ -161,18 +172,24 @@ def _observer_marks(dets: Mapping[str, Tensor], site: Site, origin: tuple[int, i
     return drawn, f"<span style='color:rgb{color}'>&#9632;</span>&#8239;{score}"
 
 
-def _lesion_row(site: Site, columns, evaluation, observers: Sequence[str], hit_rule: str,
-                spacing_mm: float | None, shape: tuple[int, int]) -> str:
-    side = crop_size(site.diameter_px, shape)
-    fit = (_ROW_PX // len(columns) - 10) // side
-    scale = max(2, min(round(_SHOWN_PX / side), fit))
-    top, left = crop_origin(site.centre, side, shape)
+def _spacing(spacing_mm: float | Sequence[float] | None, image: int) -> float | None:
+    if spacing_mm is None or isinstance(spacing_mm, int | float):
+        return spacing_mm
+    return float(spacing_mm[image])
+
+
+def _panels(site: Site, columns, evaluation, observers: Sequence[str], hit_rule: str,
+            window: tuple[str, tuple[float, float]], origin: tuple[int, int], side: int,
+            scale: int) -> list[str]:
+    """One crop per image set, on one display window."""
+    top, left = origin
+    label, (lo, hi) = window
     mask = None if site.mask is None else site.mask[top:top + side, left:left + side]
     outlines = [(mask, TRUTH_COLOR)] if mask is not None else []
     truth_box = [] if mask is not None else [Box(_shift(site.box, top, left), TRUTH_COLOR, 2)]
     panels = []
     for name, hu in columns:
-        rgb = gray(hu[site.image, 0, top:top + side, left:left + side], SOFT_TISSUE_HU)
+        rgb = gray(hu[site.image, 0, top:top + side, left:left + side], (lo, hi))
         boxes, scores = list(truth_box), []
         for k, obs in enumerate(observers):
             dets = evaluation.detections.get(obs, {}).get(name)
@@ -188,48 +205,81 @@ def _lesion_row(site: Site, columns, evaluation, observers: Sequence[str], hit_r
             lines.append(f"recovery {number(float(recovery[site.index]), 2)}")
         if scores:
             lines.append(" &nbsp;".join(scores))
-        alt = (f"{set_label(name)}: lesion {site.index + 1} on test slice {site.image}, "
-               f"{side}x{side} px crop, soft-tissue window")
+        alt = (f"{set_label(name)}: lesion {site.index + 1} on {site.split} slice {site.image}, "
+               f"{side}x{side} px crop, {label}")
         panels.append(figure(panel_png(rgb, scale, outlines=outlines, boxes=boxes), alt,
                              "<br>".join(lines)))
+    return panels
+
+
+def _lesion_row(site: Site, columns, evaluation, observers: Sequence[str], hit_rule: str,
+                spacing_mm: float | None, shape: tuple[int, int],
+                windows: Sequence[tuple[str, tuple[float, float]]], min_crop: int,
+                overview: Tensor | None) -> str:
+    side = crop_size(site.diameter_px, shape, min_crop)
+    slots = len(columns) + (overview is not None)
+    fit = (_ROW_PX // slots - 10) // side
+    scale = max(1, min(max(2, round(_SHOWN_PX / side)), fit))
+    top, left = crop_origin(site.centre, side, shape)
+    rows = []
+    for window in windows:
+        panels = _panels(site, columns, evaluation, observers, hit_rule, window, (top, left),
+                         side, scale)
+        if overview is not None:
+            where = overview_png(overview[site.image, 0], window[1],
+                                 (left, top, left + side, top + side), size=side * scale)
+            panels.insert(0, figure(where, f"where the crop lies on {site.split} slice {site.image}",
+                                    f"<b>where</b><br>{escape(window[0])}"))
+        rows.append(f"<div class='scroll'><div class='row'>{''.join(panels)}</div></div>")
     size = (f"{number(site.diameter_px * spacing_mm, 1)} mm ({number(site.diameter_px, 1)} px)"
             if spacing_mm else f"{number(site.diameter_px, 1)} px")
     contrast = ("" if site.contrast_hu is None else
                 f", true contrast {number(site.contrast_hu, 0, signed=True)} HU "
                 f"({'brighter' if site.contrast_hu > 0 else 'darker'} than its background)")
-    return (f"<h3>Lesion {site.index + 1} (test slice {site.image}): {escape(size)} across"
-            f"{escape(contrast)}</h3><div class='scroll'><div class='row'>{''.join(panels)}"
-            "</div></div>")
+    return (f"<h3>Lesion {site.index + 1} ({site.split} slice {site.image}): {escape(size)} across"
+            f"{escape(contrast)}</h3>{''.join(rows)}")
 
 
 def crops_html(evaluation, held, arms: Sequence[str], *, hit_rule: str = "center",
-               spacing_mm: float | None = None, count: int = 6) -> str:
-    """The crops section: a row per picked lesion, a crop per image set (truth first).
+               spacing_mm: float | Sequence[float] | None = None, count: int = 6,
+               windows: Sequence[tuple[str, tuple[float, float]]] = (
+                   ("soft-tissue window W400/L40", SOFT_TISSUE_HU),),
+               min_crop: int = CROP_PX, overview: bool = False) -> str:
+    """The crops section: a row per picked lesion and window, a crop per image set.
 
     Args:
         evaluation: the :class:`~lidplug.pipeline.Evaluation` (images, detections, lesions).
         held: the held-out set (truth, masks, boxes).
         arms: the run's arm names (column order).
         hit_rule: the evaluation's hit rule (``"center"`` or ``"iou"``).
-        spacing_mm: pixel size (phantoms), to give sizes in mm.
+        spacing_mm: pixel size, one for all slices or one per slice, to give sizes in mm.
         count: lesions shown.
+        windows: ``(label, (lo, hi))`` display windows, a row of crops each.
+        min_crop: the smallest crop side in pixels (real CT: enough anatomy to judge).
+        overview: put the whole normal-dose slice, small, with the crop marked, first.
     """
     sites = lesion_sites(held, evaluation.lesions)
     if not sites:
-        return "<p>No lesions in the test slices: nothing to show up close.</p>"
+        return (f"<p>No lesions in the {held.split} slices: nothing to show up "
+                "close.</p>")
     picked = pick_evenly([s.diameter_px for s in sites], count)
     observers = _observers(evaluation)
     columns = ([("truth", held.truth)] if held.truth is not None else []) + [
         (name, held.window.inverse(evaluation.images[name]))
         for name in image_sets(list(evaluation.images), arms)]
     shape = tuple(held.low.shape[-2:])
-    rows = [_lesion_row(sites[i], columns, evaluation, observers, hit_rule, spacing_mm, shape)
+    whole = held.window.inverse(held.normal) if overview else None
+    rows = [_lesion_row(sites[i], columns, evaluation, observers, hit_rule,
+                        _spacing(spacing_mm, sites[i].image), shape, windows, min_crop, whole)
             for i in picked]
+    shown = " and ".join(f"{label} ({number(lo, 0)} to {number(hi, 0)} HU)"
+                         for label, (lo, hi) in windows)
     intro = (f"<p>{len(picked)} of the {len(sites)} test lesions, evenly spaced by size from "
              "the smallest to the largest (a rule fixed before looking at any result). Each "
-             f"crop: {CROP_PX}x{CROP_PX} px around the lesion (wider for large lesions), "
-             "enlarged with nearest neighbour so every CT pixel is a square; soft-tissue window "
-             "W400/L40 (\u2212160 to 240 HU). Under each crop: "
+             f"crop: at least {min_crop}x{min_crop} px around the lesion (wider for large "
+             "lesions), enlarged with nearest neighbour so every CT pixel is a square; "
+             f"{shown}" + (", the whole slice first with the crop marked" if overview else "")
+             + ". Under each crop: "
              + ("the lesion's contrast recovery on that image (1: all its contrast kept, 0: "
                 "gone) and " if evaluation.lesions else "")
              + "the score at which each observer finds it (&ndash;: no detection hits it). "
@@ -254,7 +304,8 @@ def _pooled_bins(x: np.ndarray, signal: np.ndarray, truth: np.ndarray, bins: int
     return xs, ys
 
 
-def recovery_html(evaluation, arms: Sequence[str], *, spacing_mm: float | None = None) -> str:
+def recovery_html(evaluation, arms: Sequence[str], *,
+                  spacing_mm: float | Sequence[float] | None = None) -> str:
     """Per-lesion contrast recovery against diameter and against true contrast (inline SVG).
 
     One marker series per image set (low dose, each arm, normal dose); a line per set through
@@ -265,7 +316,9 @@ def recovery_html(evaluation, arms: Sequence[str], *, spacing_mm: float | None =
     if not names:
         return "<p>No per-lesion values (they need phantoms with exact lesion masks).</p>"
     first = tables[names[0]]
-    size = first["diameter_px"] * (spacing_mm or 1.0)
+    per_lesion = ([_spacing(spacing_mm, int(i)) for i in first["image"]]
+                  if spacing_mm is not None else 1.0)
+    size = first["diameter_px"] * np.asarray(per_lesion, dtype=np.float64)
     contrast = np.abs(first["contrast_hu"])
     ylim = (-0.5, 2.0)
     colours = set_colours(image_sets(list(tables), arms))

@@ -101,6 +101,7 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
     """
     phantom = held.truth is not None
     reference = held.reference
+    split = held.split
     ref_name = "noise-free phantom" if phantom else "normal dose (itself noisy)"
     sets = [n for n in image_sets(list(evaluation.images), arms)
             if phantom or n != "normal_dose"]
@@ -116,7 +117,7 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
         mask = _mask_of(held, i)
         outlines = [(mask, TRUTH_COLOR)] if mask is not None else []
         panels = [figure(panel_png(gray(ref, SOFT_TISSUE_HU), scale, outlines=outlines),
-                         f"Reference ({ref_name}), test slice {i}, soft-tissue window",
+                         f"Reference ({ref_name}), {split} slice {i}, soft-tissue window",
                          f"<b>Reference</b><br>{escape(ref_name)}")]
         outside = None if body is None else ~(_reduce(body.float())[0] > 0.5).numpy()
         for name in sets:
@@ -124,7 +125,7 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
             small, _ = _reduce(diff)
             panels.append(figure(
                 panel_png(_coloured(small, ERROR_LIMIT_HU, outside), scale, outlines=outlines),
-                f"{set_label(name)} minus the {ref_name}, test slice {i}, "
+                f"{set_label(name)} minus the {ref_name}, {split} slice {i}, "
                 f"+-{ERROR_LIMIT_HU:g} HU colour scale",
                 f"<b>{escape(short_label(name))}</b> \u2212 reference<br>RMSE in body "
                 f"{number(_rmse(diff, body), 1)} HU"))
@@ -134,11 +135,11 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
             limit = pair_limits[pair]
             panels.append(figure(
                 panel_png(_coloured(small, limit, outside), scale, outlines=outlines),
-                f"{set_label(pair[0])} minus {set_label(pair[1])}, test slice {i}, "
+                f"{set_label(pair[0])} minus {set_label(pair[1])}, {split} slice {i}, "
                 f"+-{limit:g} HU colour scale",
                 f"<b>{escape(short_label(pair[0]))} \u2212 {escape(short_label(pair[1]))}</b>"
                 f"<br>scale \u00b1{limit:g} HU; RMS {number(_rmse(diff, body), 1)} HU"))
-        blocks.append(f"<h3>Test slice {i}</h3><div class='figures'>{''.join(panels)}</div>")
+        blocks.append(f"<h3>{split.capitalize()} slice {i}</h3><div class='figures'>{''.join(panels)}</div>")
     bars = [colour_bar(DIVERGING, ERROR_LIMIT_HU, f"HU, image set minus the {ref_name}")]
     bars += [colour_bar(DIVERGING, limit, f"HU, {short_label(a)} minus {short_label(b)}")
              for (a, b), limit in pair_limits.items()]
@@ -148,5 +149,5 @@ def maps_html(evaluation, held, arms: Sequence[str], comparator: str | None = No
              "noise; a structure that follows an organ or lesion edge is blur or bias. "
              + ("The last maps show where the arms differ, on their own scale. " if pairs else "")
              + "Green: the true lesion outlines; grey: outside the body (not scored). "
-             "Slices: the first test slices holding a lesion.</p>")
+             f"Slices: the first {split} slices holding a lesion.</p>")
     return intro + f"<div class='figures'>{''.join(bars)}</div>" + "".join(blocks)

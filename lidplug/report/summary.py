@@ -1,6 +1,6 @@
 """The page's first lines: what was shown and what was not, in words, and the detection headroom.
 
-Verdicts come from :func:`lidplug.pipeline.judge`, the one rule of every comparison (a
+Verdicts come from :func:`lidplug.metrics.judge`, the one rule of every comparison (a
 difference is *shown* when its 95% paired interval excludes 0); this module only words them.
 The headroom rule is that of ``EVALUATION.md``: unless the observers find clearly more lesions
 on normal-dose than on low-dose slices (:data:`MIN_HEADROOM`), no denoiser can show a detection gain on the task.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.pipeline import judge
+from lidplug.metrics import judge_metric
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     METRIC,
@@ -41,7 +41,8 @@ class Finding:
     Attributes:
         difference: the ``metrics.json`` key of the paired difference (``lidnet_minus_baseline``).
         metric: the metric's key.
-        verdict: ``"better"``, ``"worse"``, ``"not shown"`` or ``"not computed"``.
+        verdict: ``"better"``, ``"worse"``, ``"not shown"``, ``"too few to tell"`` or
+            ``"not computed"``.
         text: the sentence.
     """
 
@@ -62,6 +63,9 @@ def _sentence(metric: Metric, verdict: str, value: tuple[float, float, float], a
     if verdict == "not shown":
         return (f"{metric.topic}: no difference shown ({mean}{metric.unit}, interval {low} to "
                 f"{high}{relative}).")
+    if verdict == "too few to tell":
+        return (f"{metric.topic}: too few to tell ({mean}{metric.unit}, interval {low} to "
+                f"{high}{relative}): too few slices or lesions for a verdict (see below).")
     phrase = (metric.better if verdict == "better" else metric.worse).format(a=a, b=b)
     return (f"{metric.topic}: {phrase}: {mean}{metric.unit} (95% interval {low} to {high}"
             f"{relative}), shown.")
@@ -97,7 +101,7 @@ def findings(metrics: Mapping[str, Any], arms: Sequence[str] = (),
                     out.append(Finding(name, key, "not computed",
                                        f"{metric.topic}: {observer_note}."))
                 continue
-            verdict = judge(value, metric.higher_is_better)
+            verdict = judge_metric(value, metric.higher_is_better, protocol, key)
             base_value = interval(metrics.get(base, {}).get(key))
             text = _sentence(metric, verdict, value, a, b,
                              None if base_value is None else base_value[0])
@@ -182,12 +186,13 @@ def headroom(metrics: Mapping[str, Any]) -> Headroom | None:
 
 def _overview(difference: str, items: Sequence[Finding], a: str, b: str) -> str:
     groups = {v: [METRIC[f.metric].name for f in items if f.verdict == v]
-              for v in ("better", "worse", "not shown", "not computed")}
+              for v in ("better", "worse", "not shown", "too few to tell", "not computed")}
     # "the plain denoiser" starts a sentence capitalised; an arm's key stays as it is.
     lead = "The" + a[3:] if a.startswith("the ") else a
     parts = [f"<b>{escape(lead)} compared with {escape(b)}</b>."]
     for verdict, label in (("better", "Shown better"), ("worse", "Shown worse"),
-                           ("not shown", "Not shown"), ("not computed", "Not computed")):
+                           ("not shown", "Not shown"), ("too few to tell", "Too few to tell"),
+                           ("not computed", "Not computed")):
         if groups[verdict] or verdict in ("better", "worse"):
             listed = ", ".join(groups[verdict]) or "nothing"
             parts.append(f"{badge(verdict, label)} {escape(listed)}.")
@@ -225,14 +230,21 @@ def summary_html(metrics: Mapping[str, Any], arms: Sequence[str], *, phantom: bo
                  "reconstruction are scored the same way, as references)." if phantom else
                  "These are real scans: the <b>normal-dose image is the only reference</b>, and "
                  "it is itself noisy, so errors against it have a floor.")
+    split = protocol.get("split", "test")
     meaning = (f"A difference is <b>shown</b> when its 95% paired interval over the "
-               f"{n_slices or 'test'} test slices ({n_lesions if n_lesions is not None else '?'}"
+               f"{n_slices or ''} {split} slices ({n_lesions if n_lesions is not None else '?'}"
                f" lesions; {boot.get('resamples', '?')} bootstrap resamples, each drawing the "
                "same slices for both arms) excludes 0: its direction holds on these slices, "
                "whatever its size (read the size beside it). <i>Not shown</i> means these "
                "slices cannot tell the arms apart, not that they are equal. The intervals cover "
                "slice-to-slice variation of one training run, not a rerun with another seed.")
     parts.append(f"<p>{meaning} {reference}</p>")
+    minimum = protocol.get("minimum", {})
+    if minimum:
+        parts.append(f"<p>Below {minimum.get('slices')} {split} slices, or {minimum.get('lesions')}"
+                     " lesions for the lesion and detection metrics, a bootstrap interval barely "
+                     "varies and covers far less than 95%: those differences are marked "
+                     "<i>too few to tell</i>, whatever their interval.</p>")
     if isinstance(boot.get("resamples"), int) and boot["resamples"] < 1000:
         parts.append(f"<p class='warn'>Only {boot['resamples']} bootstrap resamples: the ends "
                      "of the intervals are rough.</p>")

@@ -1,6 +1,6 @@
 """The metric tables: a row per image set and per paired difference, a column per metric.
 
-Cells are the mean over test slices with the 95% interval under it; difference rows are signed
+Cells are the mean over held-out slices with the 95% interval under it; difference rows are signed
 and carry their verdict. A column no row has a value for is left out, and the notes say why
 (the model observer not computed, no lesion masks on real data, ...).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from lidplug.pipeline import judge
+from lidplug.metrics import judge_metric
 from lidplug.report.html import badge
 from lidplug.report.labels import (
     EXTRA_METRICS,
@@ -95,7 +95,8 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
         rows: image sets to show (default: all of ``metrics``).
         differences: also the ``*_minus_*`` rows, signed, with their verdicts.
     """
-    comparator = metrics.get("protocol", {}).get("comparator")
+    protocol = metrics.get("protocol", {})
+    comparator = protocol.get("comparator")
     sets = image_sets(list(rows if rows is not None else metrics), arms)
     sets = [s for s in sets if isinstance(metrics.get(s), Mapping)]
     diffs = [k for k in metrics if "_minus_" in k] if differences else []
@@ -113,7 +114,7 @@ def metric_table(metrics: Mapping[str, Any], arms: Sequence[str], columns: Seque
         for c in columns:
             value, verdict = c.value(metrics[name]), None
             if value is not None:
-                verdict = judge(value, c.higher_is_better)
+                verdict = judge_metric(value, c.higher_is_better, protocol, c.path[0])
             cells.append(_cell(value, c, verdict))
         cls = "diff sep" if k == 0 else "diff"
         body.append(f"<tr class='{cls}'><td>{escape(short_label(arm))} \u2212 "
@@ -129,6 +130,23 @@ _LESION_NOTE = (
     "lesions weighted by their true contrast. Lesion RMSE: inside each lesion's box dilated by "
     "2 px, averaged over lesions. Lesion CNR: the lesion's contrast over the noise (standard "
     "deviation) of its ring.")
+#: The contrast rule of hybrid slices and of real annotated lesions (see the evaluation).
+_LESION_NOTES = {
+    "inserted": (
+        "Lesion contrast recovery, exact from the known inserted signal: each image's response "
+        "to the nodule (the image minus the same image made from the slice without the nodule "
+        "and with the same noise; mean inside the nodule minus a ring around it) over the "
+        "inserted signal's own contrast; 1 is all of it kept, 0 a nodule blurred away; pooled "
+        "over nodules weighted by their contrast. Lesion RMSE: against the normal-dose slice, "
+        "inside each nodule's box dilated by 2 px. Lesion CNR: the nodule's contrast over the "
+        "noise of its ring, on the image itself."),
+    "real": (
+        "Contrast kept (the contrast-recovery column): the lesion's contrast against a ring "
+        "around it (mean inside the annotated mask, or the box where the source has boxes only, "
+        "minus the ring) over the same on the normal-dose slice: 1 keeps the normal dose's "
+        "contrast. Lesion RMSE: against the normal-dose slice inside each lesion's box dilated "
+        "by 2 px. Lesion CNR: its contrast over its ring's noise."),
+}
 _NO_LESION_NOTE = ("No lesion metrics: they need exact lesion masks and true contrasts "
                    "(phantoms).")
 _COTRAINED_NOTE = (
@@ -139,27 +157,30 @@ _COTRAINED_NOTE = (
 def _notes(metrics: Mapping[str, Any], window: str) -> list[str]:
     """The headline table's notes (HTML): statistics, reference, and each column's rule."""
     protocol = metrics.get("protocol", {})
+    split = protocol.get("split", "test")
     boot, win = protocol.get("bootstrap", {}), protocol.get("window", {})
     observers = protocol.get("observers") or []
     rows = [r for name, r in metrics.items() if name != "protocol" and isinstance(r, Mapping)]
     rates = ", ".join(str(r) for r in protocol.get("fp_rates", []))
     computed = any("model_observer_dprime" in r for r in rows)
     return [
-        f"Mean over the {protocol.get('n_slices', '?')} test slices; under it the "
+        f"Mean over the {protocol.get('n_slices', '?')} {split} slices; under it the "
         f"{escape(str(boot.get('interval', '95%')))} bootstrap interval "
-        f"({boot.get('resamples', '?')} resamples over test slices). Difference rows: arm minus "
+        f"({boot.get('resamples', '?')} resamples over {split} slices). Difference rows: arm "
+        "minus "
         "the plain arm on the same slices, marked <i>shown</i> when the interval excludes 0.",
         f"Reference: {escape(str(protocol.get('reference', '?')))}. RMSE: "
         f"{escape(str(protocol.get('rmse', 'HU, inside the body')))}. PSNR and SSIM on {window} "
         f"(PSNR {escape(str(win.get('psnr', '')))}, SSIM {escape(str(win.get('ssim', '')))}).",
-        _LESION_NOTE if any("lesion_contrast_recovery" in r for r in rows) else _NO_LESION_NOTE,
+        (_LESION_NOTES.get(str(protocol.get("lesions")), _LESION_NOTE)
+         if any("lesion_contrast_recovery" in r for r in rows) else _NO_LESION_NOTE),
         f"Observer CPM: mean sensitivity at {rates} false positives per image, averaged over the "
         f"{len(observers)} observers ({escape(', '.join(observers))}), detectors trained on "
         "normal-dose slices only and never updated by an arm; a hit is "
         f"{escape(str(protocol.get('hit_rule', '?')))}.",
         f"Model observer (CHO d\u2032): {escape(str(protocol.get('model_observer', '?')))}"
         + ("; scored on the low-dose input and the arms, the sets with a lesion-free twin (the "
-           "same slice simulated without its lesions)." if computed else "."),
+           "same slice without its lesions)." if computed else "."),
         *([_COTRAINED_NOTE] if any("cotrained_cpm" in r for r in rows) else []),
     ]
 

@@ -5,7 +5,8 @@ insertion into real normal-dose scans (``method="insert"``, default) or by simul
 acquisition of an ideal phantom (``method="full"``), for fan- or parallel-beam scans, on CPU or GPU.
 
 Modules: :mod:`~lidplug.simulation.lowdose` (the physics, defaults and their calibration),
-:mod:`~lidplug.simulation.geometry` (scan geometries), :mod:`~lidplug.simulation.projector`
+:mod:`~lidplug.simulation.geometry` (scan geometries), :mod:`~lidplug.simulation.noise` (the noise
+level of a real image and the photon count that gives it the right noise at a simulated dose), :mod:`~lidplug.simulation.projector`
 (Radon transform and FBP by the Fourier slice theorem, cached per geometry and device).
 """
 
@@ -18,6 +19,7 @@ from lidplug.simulation.lowdose import (
     MU_WATER_PER_CM,
     simulate_low_dose,
 )
+from lidplug.simulation.noise import NoiseCalibration, calibrate_i0, noise_level
 from lidplug.simulation.projector import FILTERS, ParallelProjector, get_projector
 
 __all__ = [
@@ -29,7 +31,10 @@ __all__ = [
     "GEOMETRIES",
     "METHODS",
     "MU_WATER_PER_CM",
+    "NoiseCalibration",
     "ParallelProjector",
+    "calibrate_i0",
     "get_projector",
+    "noise_level",
     "simulate_low_dose",
 ]

@@ -85,5 +85,7 @@ def per_image(name: str, value, batch: int, *, device: torch.device, dtype: torc
                                                     else (tensor < high))
     if not bool(ok.all()):
         interval = f"({low}, {high}{']' if include_high else ')'}"
-        raise ValueError(f"{name}: expected values in {interval}, got {tensor.tolist()}")
+        # The value as given: a float32 copy may have rounded it (1e-300 becomes 0.0).
+        given = value.tolist() if isinstance(value, torch.Tensor) else value
+        raise ValueError(f"{name}: expected values in {interval}, got {given!r}")
     return tensor.expand(batch).contiguous()

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state"]
+__all__ = ["FORMAT", "get_rng_state", "load_checkpoint", "nonfinite_entries", "save_checkpoint",
+           "set_rng_state"]
 
 FORMAT = "lidplug-checkpoint-1"
 
@@ -86,6 +88,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint {path}: expected format {FORMAT!r}, got {got!r}")
     return state
+
+
+def nonfinite_entries(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or inf: weights a
+    diverged run or a damaged file left, which would otherwise be scored or exported as if
+    they were a model (NaN compares equal to NaN in a verification)."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
 
 
 def get_rng_state() -> dict[str, Any]:

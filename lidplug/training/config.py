@@ -6,11 +6,18 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["AMP_DTYPES", "MAX_STEPS", "MODES", "OPTIMIZERS", "SCHEDULERS", "TrainConfig"]
+__all__ = ["AMP_DTYPES", "MAX_BATCH", "MAX_STEPS", "MAX_WORKERS", "MODES", "OPTIMIZERS",
+           "SCHEDULERS", "TrainConfig"]
 
 #: More steps than any run takes (10^9; the schedule is a list of segments, the history one
 #: record per step): a larger count is a typo, refused before anything is built.
 MAX_STEPS = 10**9
+
+#: Bounds of the sizes (a larger value is a typo, refused before anything is built); the
+#: workers actually started are also capped at the CPUs this process may use
+#: (:func:`lidplug.training.trainer.loader_workers`).
+MAX_BATCH = 65536
+MAX_WORKERS = 1024
 
 MODES = ("alternating", "frozen", "joint")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -35,7 +42,7 @@ class TrainConfig:
         mode: ``"alternating"``, ``"frozen"`` or ``"joint"``.
         detector_pretrain_steps, warmup_steps, rounds, denoiser_steps, detector_steps: schedule.
         batch_size: images per step and process.
-        num_workers: DataLoader workers per process.
+        num_workers: DataLoader workers per process (at most the CPUs it may use).
         lr_denoiser, lr_detector: learning rates.
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9), one per model.
         weight_decay: for both optimisers.
@@ -92,7 +99,8 @@ class TrainConfig:
                   "batch_size": 1, "checkpoint_every": 1, "log_every": 1}
         for name, low in counts.items():
             value = getattr(self, name)
-            high = 2**62 if name == "seed" else MAX_STEPS
+            high = {"seed": 2**62, "batch_size": MAX_BATCH, "num_workers": MAX_WORKERS}.get(
+                name, MAX_STEPS)
             if not (isinstance(value, int) and not isinstance(value, bool)
                     and low <= value <= high):
                 raise ValueError(f"{name}: expected an int in [{low}, {high}], got {value!r}")

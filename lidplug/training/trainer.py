@@ -83,6 +83,20 @@ def _scheduler(cfg: TrainConfig, optimizer, updates: int):
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this OS
+        return max(1, os.cpu_count() or 1)
+
+
+def loader_workers(cfg: TrainConfig) -> int:
+    """DataLoader workers to start: ``cfg.num_workers``, capped at :func:`usable_cpus` (more
+    workers than CPUs only add processes and memory)."""
+    return min(cfg.num_workers, usable_cpus())
+
+
 def _to_device(batch: dict[str, Any], device: torch.device) -> tuple:
     low = batch["low"].to(device, non_blocking=True)
     normal = batch["normal"].to(device, non_blocking=True)
@@ -262,7 +276,7 @@ class CollaborativeTrainer:
             # and a resumed run (a new loader mid-epoch) would shift every later random draw.
             seed = derive_seed(cfg.seed, "loader", self.dist.rank, self.epoch)
             loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=indices,
-                                collate_fn=collate, num_workers=cfg.num_workers, drop_last=True,
+                                collate_fn=collate, num_workers=loader_workers(cfg), drop_last=True,
                                 pin_memory=self.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(seed))
             for batch in loader:

@@ -56,6 +56,10 @@ def pretrained_info(name: str) -> dict[str, Any]:
         ValueError: an unknown name (the message lists the known ones).
     """
     entries = _manifest()
+    if not entries:
+        raise ValueError(f"pretrained: {name!r} is named, but the shipped models' manifest "
+                         f"{_MANIFEST} is missing or empty (a damaged install: reinstall "
+                         "lidplug)")
     if name not in entries:
         raise ValueError(f"pretrained: expected one of {list_pretrained()}, got {name!r}")
     entry = dict(entries[name])

@@ -56,3 +56,11 @@ def test_make_target_checks_labels():
         make_target([[1, 1, 3, 3]], [1, 1], (8, 8))
     with pytest.raises(ValueError, match="labels >= 1"):
         make_target([[1, 1, 3, 3]], [0], (8, 8))
+
+
+@pytest.mark.parametrize("labels", [[1.9], [float("nan")], [torch.inf], ["1"]])
+def test_make_target_refuses_labels_that_are_not_integers(labels):
+    """Regression: a label of 1.9 became 1."""
+    with pytest.raises((ValueError, TypeError), match="integer"):
+        make_target([[1, 1, 3, 3]], labels, (8, 8))
+    assert make_target([[1, 1, 3, 3]], [2.0], (8, 8))["labels"].tolist() == [2]

@@ -55,3 +55,19 @@ def test_transform_runs_after_the_cache(tmp_path):
     ds = _Counting(cache=tmp_path, transform=MapImages(lambda x: x * 2))
     assert ds[1]["low"].eq(2).all() and ds[1]["low"].eq(2).all()
     assert _Counting(cache=tmp_path)[1]["low"].eq(1).all()  # the cache holds HU
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "junk"])
+def test_a_damaged_cache_file_is_rebuilt(tmp_path, damage):
+    """Regression: a truncated cache file failed the same way on every rerun."""
+    first = _Counting(cache=tmp_path)
+    expected = first[1]
+    path = next(tmp_path.rglob("00000001.pt"))
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"",
+                      "junk": b"not a sample"}[damage])
+    again = _Counting(cache=tmp_path)
+    with pytest.warns(RuntimeWarning, match="rebuilt"):
+        sample = again[1]
+    assert again.calls == 1 and torch.equal(sample["low"], expected["low"])
+    assert _Counting(cache=tmp_path)[1]["meta"] == expected["meta"]  # the file was rewritten

@@ -123,3 +123,13 @@ def test_dataset_sample(deeplesion_root):
                        s["low"])  # ... whatever the split/index
     lesion = DeepLesionDataset(deeplesion_root, split=None)
     assert lesion[0]["target"]["labels"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("field", ["inf", "1e400", "-inf"])
+def test_read_dl_info_refuses_infinite_integers(tmp_path, field):
+    """Regression: 'inf' in an integer column raised a raw OverflowError."""
+    bad = tmp_path / "DL_info.csv"
+    bad.write_text("File_name,Bounding_boxes,Coarse_lesion_type,Spacing_mm_px_,Train_Val_Test\n"
+                   f'000001_01_01_109.png,"1, 2, 3, 4",{field},"1, 1, 5",1\n')
+    with pytest.raises(ValueError, match=r"DL_info\.csv:2: expected integer"):
+        read_dl_info(bad)

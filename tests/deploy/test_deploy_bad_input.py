@@ -147,6 +147,50 @@ def test_denoiser_that_returns_no_tensor(tmp_path):
         export(Tuple(), tmp_path / "d.pt")
 
 
+class _Scale(torch.autograd.Function):
+    """A custom autograd Function (as ldct-benchmark's bilateral filter layer has)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad * w, (grad * x).sum().view(1)
+
+
+class _FilterLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return _Scale.apply(x, self.w)
+
+
+class _WithFunction(torch.nn.Module):
+    """The Function is called from a submodule: its trace is that submodule's graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.filter = _FilterLayer()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(self.filter(x))
+
+
+def test_a_custom_autograd_function_is_an_export_error_naming_it(tmp_path):
+    from lidplug.deploy import ExportError
+
+    with pytest.raises(ExportError, match=r"(?s)the trace calls the Python function '_Scale' .*"
+                                          r"try a \.pt2 path \(torch\.export\)"):
+        export(_WithFunction(), tmp_path / "d.pt")
+    assert not (tmp_path / "d.pt").exists()
+
+
 def test_exported_model_rejects_a_bad_input_shape(exported):
     # A ValueError from lidplug.load's module, not the TorchScript traceback of torch.jit.Error.
     model = load(exported)
@@ -261,3 +305,23 @@ def test_export_onto_a_full_disk_is_an_os_error_and_keeps_the_old_file(tmp_path,
     assert run.stdout.startswith(f"OSError {errno.EFBIG} "), run.stdout + run.stderr[-2000:]
     assert target.read_bytes() == b"the previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_non_finite_weights_are_not_exported(tmp_path):
+    """Regression: a NaN checkpoint exported and 'verified' (NaN compared equal to NaN)."""
+    model = ScriptableDenoiser()
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        export(model, tmp_path / "d.pt")
+    assert not (tmp_path / "d.pt").exists()
+
+
+def test_a_clamped_window_is_said_to_clip(tmp_path):
+    """A clamp=True window clips every HU outside it in denoise_hu (an identity model moved
+    air by 1000 HU): export says so."""
+    from lidplug.data import HUWindow
+    from lidplug.deploy import ExportWarning
+
+    with pytest.warns(ExportWarning, match="clamp"):
+        export(ScriptableDenoiser(), tmp_path / "d.pt", window=HUWindow(-160, 240, clamp=True))

@@ -173,3 +173,30 @@ def test_a_duplicated_entry_is_refused(genuine, tmp_path):
 def test_the_genuine_archive_loads_and_runs(genuine):
     out = load(genuine)(torch.rand(2, 1, 24, 24))
     assert out.shape == (2, 1, 24, 24) and torch.isfinite(out).all()
+
+
+class MaskedDenoiser(ScriptableDenoiser):
+    """A denoiser whose graph holds -inf, as an attention mask does (deepinv's SCUNet)."""
+
+    def forward(self, x):
+        mask = torch.full_like(x, float("-inf")).exp()  # zeros, from a -inf constant
+        return super().forward(x) + mask
+
+
+def test_ieee_specials_in_constants_load_and_code_stays_refused(tmp_path):
+    path = tmp_path / "masked.pt2"
+    model = MaskedDenoiser().eval()
+    export(model, path)
+    with zipfile.ZipFile(path) as archive:
+        program = next(archive.read(n) for n in archive.namelist()
+                       if n.endswith("models/model.json"))
+    assert b"-Infinity" in program
+    x = torch.rand(1, 1, 24, 24)
+    torch.testing.assert_close(load(path)(x), model(x))
+    # Only under a float constant's key: the same text elsewhere is still not a plain name.
+    crafted = _rewrite(path, tmp_path / "crafted.pt2", lambda entries: _edit_json(
+        entries, "models/model.json",
+        lambda m: m["graph_module"]["module_call_graph"][0]["signature"].update(
+            forward_arg_names=["-Infinity"])))
+    with pytest.raises(ValueError, match=r"forward_arg_names = '-Infinity', not a plain name"):
+        load(crafted)

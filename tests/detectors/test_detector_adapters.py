@@ -19,30 +19,10 @@ monai = pytest.importorskip("monai")
 
 
 def monai_retinanet() -> nn.Module:
-    from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
-    from monai.apps.detection.networks.retinanet_network import (
-        RetinaNet,
-        resnet_fpn_feature_extractor,
-    )
-    from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
-    from monai.networks.nets import resnet
+    # The shipped builder (lidplug.detectors.monai_retinanet), as a run file names it.
+    from lidplug.detectors import monai_retinanet as build
 
-    backbone = resnet.ResNet(block="basic", layers=[1, 1, 1, 1], block_inplanes=[8, 16, 32, 64],
-                             n_input_channels=1, spatial_dims=2, conv1_t_stride=2,
-                             conv1_t_size=7)
-    extractor = resnet_fpn_feature_extractor(backbone, spatial_dims=2, pretrained_backbone=False,
-                                             returned_layers=[1, 2])
-    anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=[1, 2, 4],
-                                             base_anchor_shapes=((8, 8), (16, 16)))
-    net = RetinaNet(spatial_dims=2, num_classes=1, num_anchors=2, feature_extractor=extractor,
-                    size_divisible=16)
-    det = RetinaNetDetector(net, anchors, spatial_dims=2, num_classes=1, size_divisible=16)
-    det.set_atss_matcher(num_candidates=4, center_in_gt=False)
-    det.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20,
-                                  min_neg=16)
-    det.set_box_selector_parameters(score_thresh=0.0, topk_candidates_per_level=20,
-                                    nms_thresh=0.5, detections_per_img=10)
-    return det
+    return build(num_classes=1)
 
 
 def test_adapter_for_recognises_detectors():
@@ -115,7 +95,9 @@ def test_wrapped_monai_retinanet_trains_and_predicts_in_lidplug_boxes():
 def test_monai_roi_term_pools_the_lesion_where_it_is():
     # Only the lesion region differs: the ROI term sees it, and boxes elsewhere see nothing.
     torch.manual_seed(0)
-    model = wrap(nn.Identity(), monai_retinanet()).train()
+    # No denoiser to train: it is frozen, so the objective only scores (the detector's terms).
+    model = wrap(nn.Identity(), monai_retinanet()).set_trainable(denoiser=False, detector=False)
+    model.train()
     _, clean, targets = batch(size=64, height=48)
     changed = clean.clone()
     changed[:, :, 12:24, 16:32] += 0.05  # rows 12..24, columns 16..32: the lesion box

@@ -92,6 +92,18 @@ def test_ct_without_rescale(tmp_path, make_ct, save, stored_slices, missing):
         read_dicom(path)
 
 
+@pytest.mark.parametrize(("slope", "intercept", "match"), [
+    (0.0, -1024.0, "RescaleSlope"), (-1.0, -1024.0, "RescaleSlope"),
+    (1e6, -1024.0, "expected HU within"), (1.0, -1e9, "expected HU within")])
+def test_ct_rescale_outside_physics(tmp_path, make_ct, save, stored_slices, slope, intercept,
+                                    match):
+    """Regression: RescaleSlope 0 (every pixel -1024 HU) was read, denoised and written; slopes
+    of -1 and 1e6 (HU of 2e9) were accepted."""
+    path = save(make_ct(stored_slices[0], slope=slope, intercept=intercept), tmp_path / "r.dcm")
+    with pytest.raises(ValueError, match=rf"r\.dcm: .*{match}"):
+        read_dicom(path)
+
+
 def test_unknown_transfer_syntax(tmp_path, make_ct, stored_slices):
     ds = make_ct(stored_slices[0])
     ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6"

@@ -93,17 +93,27 @@ def test_enhanced_source_geometry_from_functional_groups(tmp_path, make_enhanced
     assert "PerFrameFunctionalGroupsSequence" not in ds and ds.SOPClassUID == uid.CTImageStorage
 
 
-@pytest.mark.parametrize("low, high, tolerance", [(-3024.0, 3071.0, 0.5),
-                                                  (-1024.0, 200000.0, 1.6)])
-def test_rescale_covers_the_range(ct_small, tmp_path, low, high, tolerance):
+@pytest.mark.parametrize("low, high", [(-3024.0, 3071.0), (-33792.0, 31743.0)])
+def test_rescale_covers_the_range(ct_small, tmp_path, low, high):
     _, meta = ct_small
     image = torch.linspace(low, high, 128 * 128).reshape(1, 128, 128)
     paths = write_dicom(image, meta, tmp_path)
     again, _ = read_dicom(tmp_path)
-    assert (again - image).abs().max() <= tolerance
+    assert (again - image).abs().max() <= 0.5  # the stored precision: 1 HU steps
     ds = pydicom.dcmread(paths[0])
     assert float(ds.RescaleIntercept) == min(low, -1024.0)
-    assert float(ds.RescaleSlope) * 65535 >= high - low  # the range fits, nothing clipped
+    assert float(ds.RescaleSlope) == 1.0
+
+
+@pytest.mark.parametrize("low, high", [(-1024.0, 200000.0), (-1024.0, 2e9), (-70000.0, 0.0)])
+def test_never_writes_hu_it_cannot_store_to_half_a_unit(ct_small, tmp_path, low, high):
+    """Regression: HU spanning more than 16 bits were written with a coarser slope (2e9 HU:
+    off by up to 16,704 HU) without a word."""
+    _, meta = ct_small
+    image = torch.linspace(low, high, 128 * 128).reshape(1, 128, 128)
+    with pytest.raises(ValueError, match="65535 HU"):
+        write_dicom(image, meta, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_lossy_source_stays_marked(shipped, tmp_path):

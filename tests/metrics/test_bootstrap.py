@@ -156,3 +156,37 @@ def test_lesion_mean_statistic_with_bootstrap():
 def test_lesion_mean_statistic_bad_input(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         lesion_mean_statistic(*args, **kwargs)
+
+
+def test_an_interval_always_contains_its_estimate():
+    """Regression: a statistic whose replicates are biased against the full-sample value (as
+    the model observer's, which refits per replicate) got an interval excluding its estimate."""
+    n = 30
+    # Distinct images drawn: n on all images, about 0.63 n on any resample.
+    ci = bootstrap(lambda idx: np.unique(idx).size / n, n, n_resamples=200)
+    assert ci.mean == 1.0 and ci.low <= ci.mean <= ci.high
+    assert ci.method == "recentred"
+    # Recentring shifts the percentile interval so the replicates' median sits on the estimate.
+    plain = bootstrap_mean(values(50), n_resamples=300)
+    assert plain.method == "percentile"
+    forced = bootstrap(lambda idx: {"m": float(values(50)[idx].mean())}, 50, n_resamples=300,
+                       recentre=["m"])["m"]
+    assert forced.method == "recentred" and forced.low <= forced.mean <= forced.high
+    assert forced.high - forced.low == pytest.approx(plain.high - plain.low)
+
+
+def test_too_few_slices_or_lesions_get_no_verdict():
+    """Regression: one test slice gave point intervals (+0.016 [+0.016, +0.016]) and the
+    report called the difference shown."""
+    from lidplug.metrics import MIN_LESIONS, MIN_SLICES, judge_metric
+
+    shown = (0.016, 0.01, 0.02)
+    assert judge_metric(shown, True, {"n_slices": 1, "n_lesions_scored": 50}, "rmse_hu") == (
+        "too few to tell")
+    assert judge_metric(shown, True, {"n_slices": MIN_SLICES, "n_lesions_scored": 0},
+                        "rmse_hu") == "better"
+    for key in ("lesion_contrast_recovery", "observer_cpm", "model_observer_dprime"):
+        assert judge_metric(shown, True, {"n_slices": 100, "n_lesions_scored": MIN_LESIONS - 1,
+                                          "n_lesions": MIN_LESIONS - 1}, key) == "too few to tell"
+        assert judge_metric(shown, True, {"n_slices": 100, "n_lesions_scored": MIN_LESIONS,
+                                          "n_lesions": MIN_LESIONS}, key) == "better"

@@ -86,3 +86,84 @@ def test_the_shipped_models_load_and_match_their_manifest():
         build_model(ModelSpec(pretrained="observer-fcos"), "denoiser")
     with pytest.raises(ValueError, match="expected one of"):
         build_model(ModelSpec(pretrained="nope"), "denoiser")
+
+
+def test_the_hashed_bytes_are_the_loaded_bytes(tmp_path, monkeypatch):
+    """Regression: the SHA-256 was checked on one read of the file and the weights loaded from
+    a second: a file swapped in between passed the check and the other weights were loaded."""
+    import hashlib
+
+    path = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    good = build_model(ModelSpec(model=RED), "denoiser").state_dict()
+    torch.save(good, path)
+    other = tmp_path / "other.pt"
+    torch.save({k: v + 1 for k, v in good.items()}, other)
+    digest = sha256_of(path)
+    real = hashlib.sha256
+
+    class SwapAfterHashing:  # the attacker's swap, right after the check's hash is taken
+        def __init__(self, *args):
+            self._h = real(*args)
+
+        def update(self, data):
+            self._h.update(data)
+
+        def hexdigest(self):
+            path.write_bytes(other.read_bytes())
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(hashlib, "sha256", SwapAfterHashing)
+    model = build_model(ModelSpec(model=RED, weights=str(path), sha256=digest), "denoiser")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, good[key]), key
+
+
+def broken_model(width: int = 1) -> torch.nn.Module:
+    raise RuntimeError("the user's model failed while it was built")
+
+
+def offline_model(width: int = 1) -> torch.nn.Module:
+    import urllib.error
+
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize(("name", "match"), [
+    ("broken_model", r"denoiser: test_build\.broken_model\(.*\) failed: RuntimeError: the "),
+    ("offline_model", r"denoiser: test_build\.offline_model\(.*\) failed to download"),
+])
+def test_a_model_failing_to_build_is_named(name, match):
+    """Regression: a user class raising in __init__ (a RuntimeError), or a builder whose
+    download failed ('<urlopen error>'), gave a traceback or a message naming nothing."""
+    with pytest.raises(ValueError, match=match):
+        build_model(ModelSpec(model={"class_path": f"{__name__}.{name}", "init_args": {}}),
+                    "denoiser")
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo", "device"])
+def test_weights_that_are_no_file_say_what_they_are(tmp_path, what):
+    """Regression: a weights path that is a folder, a FIFO or /dev/zero gave 'got nothing at'."""
+    import os
+
+    path = {"folder": tmp_path, "fifo": tmp_path / "pipe", "device": "/dev/zero"}[what]
+    if what == "fifo":
+        os.mkfifo(path)
+    expected = {"folder": "a folder", "fifo": "a FIFO", "device": "a character device"}[what]
+    with pytest.raises(ValueError, match=rf"denoiser\.weights: expected a weights file, got "
+                                         rf"{expected} at"):
+        build_model(ModelSpec(model=RED, weights=str(path)), "denoiser")
+
+
+def test_a_missing_zoo_manifest_is_named(monkeypatch, tmp_path):
+    """Regression: a deleted manifest gave "pretrained: expected one of [], got 'redcnn'"."""
+    from lidplug import zoo
+
+    monkeypatch.setattr(zoo, "_MANIFEST", tmp_path / "manifest.json")
+    zoo._manifest.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"manifest\.json.*missing.*reinstall"):
+            zoo.pretrained_info("redcnn")
+    finally:
+        monkeypatch.undo()
+        zoo._manifest.cache_clear()

@@ -55,6 +55,15 @@ def test_deeplesion_trains_and_is_scored_against_normal_dose(deeplesion, tmp_pat
     assert (tmp_path / "out" / "report.html").is_file()
 
 
+@pytest.mark.parametrize("kind", ["deeplesion", "hybrid", "paired_dicom"])
+def test_a_run_without_its_data_root_is_refused_before_training(kind, tmp_path):
+    """A shipped run file may leave data.root to --data.root: without one, nothing trains."""
+    spec, folder = load_run(TINY, ["--data.kind", kind])
+    with pytest.raises(ValueError, match=r"data\.root: expected the dataset folder .*--data\.root"):
+        train(spec, tmp_path / "out", folder, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_dataset_folder_is_named(tmp_path):
     spec, folder = load_run(TINY, ["--data.kind", "deeplesion", "--data.root",
                                    str(tmp_path / "nowhere")])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import check_metrics_file
 
 from lidplug.pipeline import checkpoint_of, evaluate, load_run, train
 from lidplug.training import load_checkpoint
@@ -73,7 +74,8 @@ def test_resuming_a_finished_run_keeps_its_history(trained, tmp_path):
 def test_evaluation_writes_the_protocol_metrics(trained):
     spec, folder, out, _ = trained
     ev = evaluate(spec, out, folder, progress=False, report=False)  # arms read from checkpoints
-    metrics = json.loads((out / "metrics.json").read_text())
+    # Strict JSON, the split named, every interval (the CHO's included) around its estimate.
+    metrics = check_metrics_file(out / "metrics.json", "test")
     assert metrics == json.loads(json.dumps(ev.metrics))
     for row in ("low_dose", "baseline", "lidnet", "normal_dose", "noise_free",
                 "lidnet_minus_baseline", "protocol"):
@@ -114,3 +116,45 @@ def test_a_run_file_that_no_longer_fits_its_checkpoint(trained, tmp_path):
     spec, folder = load_run(changed)
     with pytest.raises(ValueError, match="does not fit"):
         evaluate(spec, out, folder, progress=False, report=False)
+
+
+@pytest.mark.parametrize("role", ["denoiser", "detector"])
+def test_non_finite_weights_are_refused_before_scoring(trained, tmp_path, role):
+    """Regression: a co-trained detector with NaN weights scored cotrained_cpm 0.0."""
+    import shutil
+
+    from lidplug.training.checkpoint import save_checkpoint
+
+    spec, folder, out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path = checkpoint_of(copy, "lidnet")
+    state = load_checkpoint(path)
+    key = next(k for k, v in state[role].items() if v.is_floating_point())
+    state[role][key] = torch.full_like(state[role][key], float("nan"))
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, path)
+    with pytest.raises(ValueError, match=rf"lidnet.*{role}.*{key}.*NaN or inf"):
+        evaluate(spec, copy, folder, progress=False, report=False)
+
+
+def test_a_denoiser_giving_nan_is_named(trained):
+    """Regression: a denoiser whose output held NaN failed with 'rmse_hu: expected finite'
+    (which arm?)."""
+    import dataclasses
+
+    from lidplug import wrap
+
+    class NaNOut(torch.nn.Module):  # finite weights, NaN output (0 / 0)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x * self.w / self.w
+
+    spec, folder, out, arms = trained
+    lidnet = arms["lidnet"]
+    broken = {**arms, "lidnet": dataclasses.replace(
+        lidnet, model=wrap(NaNOut(), lidnet.model.detector, check=False))}  # past wrap's probe
+    with pytest.raises(ValueError, match=r"arm 'lidnet': expected its denoiser to give finite"):
+        evaluate(spec, out, folder, arms=broken, progress=False, report=False)

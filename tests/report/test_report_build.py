@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from lidplug.pipeline import dump_run
 from lidplug.report import build_report, render_report
 
 SECTIONS = ["summary", "numbers", "lesions", "maps", "recovery", "froc", "training", "protocol"]
@@ -14,7 +15,8 @@ def test_page_holds_every_section_in_order(tiny_run):
     html = tiny_run.html
     found = re.findall(r"<section id='([a-z]+)'>", html)
     assert found == SECTIONS
-    report = build_report(tiny_run.spec, tiny_run.evaluation, tiny_run.held, tiny_run.arms)
+    report = build_report(tiny_run.spec, tiny_run.evaluation, tiny_run.held, tiny_run.arms,
+                          description=dump_run(tiny_run.spec))
     assert [s.id for s in report.sections] == SECTIONS
     # Deterministic: the same run gives the same page.
     assert render_report(report) == html

@@ -107,7 +107,12 @@ def test_label_zero_is_background(model):
 
 
 def test_denoiser_that_changes_the_shape():
-    model = wrap(nn.Conv2d(1, 1, 3), faster_rcnn()).train()
+    # Refused once at wrap time (the probe batch) ...
+    with pytest.raises(ValueError, match=r"denoiser: expected Conv2d to return the input's shape "
+                                         r"\[1, 1, 64, 64\], got \[1, 1, 62, 62\]"):
+        wrap(nn.Conv2d(1, 1, 3), faster_rcnn())
+    # ... and still at every step when the check is skipped.
+    model = wrap(nn.Conv2d(1, 1, 3), faster_rcnn(), check=False).train()
     low, clean, targets = batch()
     with pytest.raises(ValueError, match=r"denoiser: expected an output of the input's shape "
                                          r"\(2, 1, 64, 64\), got \(2, 1, 62, 62\)"):
@@ -148,3 +153,56 @@ def test_input_adapter_channel_mismatch():
     with pytest.raises(ValueError, match=r"the detector expects 3 input channel\(s\), the "
                                          r"adapter gives 1"):
         wrap(TinyDenoiser(), faster_rcnn(), input_adapter=DetectorInput(channels=1))
+
+
+# Regression (issue 20, item 15): each of these raised a raw torch error (IndexError, a
+# dtype RuntimeError, "does not require grad", ...) instead of one naming the cause.
+@pytest.mark.parametrize("make", [faster_rcnn, retinanet])
+def test_a_label_the_detector_has_no_class_for(make):
+    model = wrap(TinyDenoiser(), make()).train()
+    low, clean, targets = batch()
+    targets[0] = {"boxes": torch.tensor([[4.0, 4.0, 20.0, 20.0]]),
+                  "labels": torch.tensor([2])}  # num_classes=2: background 0 and lesion 1
+    with pytest.raises(ValueError, match=r"targets\[0\]: expected labels below 2"):
+        model(low, clean, targets)
+
+
+class _CastingDenoiser(nn.Module):
+    def __init__(self, dtype):
+        super().__init__()
+        self.conv, self.dtype = nn.Conv2d(1, 1, 3, padding=1), dtype
+
+    def forward(self, x):
+        return self.conv(x).to(self.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_denoiser_output_of_another_dtype(dtype):
+    # Found when wrapped (the probe) ...
+    with pytest.raises(TypeError, match=rf"denoiser: expected _CastingDenoiser to return the "
+                                        rf"input's dtype torch.float32, got {dtype}"):
+        wrap(_CastingDenoiser(dtype), faster_rcnn())
+    # ... and in training, past a wrap that skipped the probe.
+    model = wrap(_CastingDenoiser(dtype), faster_rcnn(), check=False).train()
+    low, clean, targets = batch()
+    with pytest.raises(TypeError, match=rf"denoiser: expected an output of dtype float32 .*"
+                                        rf"got {str(dtype).replace('torch.', '')}"):
+        model(low, clean, targets)
+
+
+def test_a_denoiser_without_parameters_cannot_train():
+    model = wrap(nn.Identity(), faster_rcnn()).train()
+    low, clean, targets = batch()
+    with pytest.raises(ValueError, match="denoiser: expected parameters to train"):
+        model(low, clean, targets)
+    with torch.no_grad():  # losses to look at, not to train with
+        assert model(low, clean, targets)["loss"].isfinite()
+    model.set_trainable(denoiser=False, detector=False)  # scoring a detector alone is fine
+    assert model(low, clean, targets)["loss"].isfinite()
+
+
+def test_a_batch_of_no_images():
+    model = wrap(TinyDenoiser(), faster_rcnn()).train()
+    empty = torch.zeros(0, 1, 64, 64)
+    with pytest.raises(ValueError, match=r"low: expected at least one image"):
+        model(empty, empty, [])
