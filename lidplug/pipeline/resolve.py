@@ -9,19 +9,28 @@ like code), but the object it names is only ever *called* when it is a module ma
 :func:`check_module_maker` accepts an ``nn.Module`` subclass, or a function whose return
 annotation is one (torchvision's builders are annotated), and refuses anything else before
 anything is called. Without it ``class_path = "os.system"`` would run its ``init_args`` as a
-shell command.
+shell command. The one exception is a plain namespace (``argparse.Namespace``,
+``types.SimpleNamespace``, exactly those classes): it only stores its keyword arguments as
+attributes, and some projects' models take their hyperparameters as one (ldct-benchmark's
+``Model(args)``), which jsonargparse writes as a nested ``class_path`` table.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
+import types
 import typing
 from pathlib import Path
 
 from torch import nn
 
 __all__ = ["check_module_maker", "resolve_callable", "resolve_path"]
+
+# Classes whose construction runs nothing: they keep their keyword arguments as attributes.
+# Exact classes only; a subclass may run anything in its __init__.
+NAMESPACES = (argparse.Namespace, types.SimpleNamespace)
 
 
 def resolve_callable(class_path: str, where: str):
@@ -58,13 +67,14 @@ def _returns_module(function) -> bool:
 
 def check_module_maker(target, class_path: str, where: str) -> None:
     """Refuse, before anything is called, a ``class_path`` target that is neither an
-    ``nn.Module`` subclass nor a Python function annotated to return one.
+    ``nn.Module`` subclass nor a Python function annotated to return one (nor exactly one of
+    the plain :data:`NAMESPACES`, which another model may take as an argument).
 
     Raises:
         ValueError: naming the class path and what it is instead.
     """
     if isinstance(target, type):
-        if issubclass(target, nn.Module):
+        if issubclass(target, nn.Module) or target in NAMESPACES:
             return
         what = f"the class {target.__name__}, not an nn.Module"
     elif inspect.isfunction(inspect.unwrap(target)):

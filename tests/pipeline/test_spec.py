@@ -1,12 +1,13 @@
 """Run files: one nested description read by jsonargparse; every bad value refused at load time."""
 
+import argparse
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from lidplug.pipeline import DEMO_RUN, ModelSpec, RunSpec, dump_run, load_run
+from lidplug.pipeline import DEMO_RUN, ModelSpec, RunSpec, build_model, dump_run, load_run
 from lidplug.zoo import RUNS
 
 TINY = Path(__file__).with_name("tiny.toml")
@@ -154,12 +155,19 @@ def unannotated_builder(width: int = 1):
     return torch.nn.Conv2d(1, 1, width)
 
 
+class NoisyNamespace(argparse.Namespace):
+    def __init__(self, **kwargs):
+        Path("MARKER").touch()
+        super().__init__(**kwargs)
+
+
 @pytest.mark.parametrize(("class_path", "args"), [
     ("os.system", "{ command = 'touch MARKER' }"),
     ("subprocess.getoutput", "{ cmd = 'touch MARKER' }"),
     ("subprocess.call", "{ args = 'touch MARKER' }"),
     ("builtins.eval", "{}"),
     (f"{__name__}.unannotated_builder", "{}"),
+    (f"{__name__}.NoisyNamespace", "{}"),  # a namespace subclass may run anything
 ])
 def test_class_path_runs_nothing_but_module_makers(tmp_path, monkeypatch, class_path, args):
     """Regression: class_path = "os.system" with init_args = { command = ... } ran the command
@@ -180,6 +188,23 @@ def test_module_classes_and_annotated_builders_are_accepted(tmp_path):
                        f"{__name__}.annotated_builder"):
         spec = ModelSpec(model={"class_path": class_path, "init_args": {}})
         assert spec.class_path == class_path
+
+
+class TakesNamespace(torch.nn.Module):
+    """As ldct-benchmark's models: a namespace argument (which they do not read)."""
+
+    def __init__(self, args: argparse.Namespace, width: int = 1):
+        super().__init__()
+        self.given = args
+        self.conv = torch.nn.Conv2d(1, 1, width)
+
+
+def test_a_plain_namespace_may_be_a_nested_argument(tmp_path):
+    text = (f"[denoiser.model]\nclass_path = '{__name__}.TakesNamespace'\n"
+            "init_args = { args = { class_path = 'argparse.Namespace' }, width = 3 }\n")
+    spec, folder = load_run(_write(tmp_path, text))
+    model = build_model(spec.denoiser, "denoiser", folder)
+    assert type(model.given) is argparse.Namespace and model.conv.kernel_size == (3, 3)
 
 
 def test_phantom_data_takes_no_options(tmp_path):
