@@ -123,6 +123,9 @@ def _run(module: str):
     def func(args: argparse.Namespace) -> int:
         import importlib
 
+        from lidplug.commands._malloc import keep_large_blocks
+
+        keep_large_blocks()  # whole slices through big models: see the module's docstring
         return importlib.import_module(f"lidplug.commands.{module}").run(args)
 
     return func
