@@ -204,7 +204,9 @@ def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
 
 def colour_bar(colors: Sequence[tuple[int, int, int]], limit: float, label: str, *,
                width: int = 260) -> str:
-    """A horizontal colour bar from ``-limit`` to ``+limit`` (``colors`` evenly spaced)."""
+    """A horizontal colour bar from ``-limit`` to ``+limit`` (``colors`` evenly spaced), at
+    least as wide as its label (11 px text: about 6 px per character)."""
+    width = max(width, 6 * len(label) + 20)
     # A stable id (the page must not change between runs of the same data): the bar's content.
     grad = f"cb{zlib.crc32(repr((tuple(colors), limit, label)).encode()):08x}"
     stops = "".join(f'<stop offset="{k / (len(colors) - 1):.3f}" stop-color="rgb{tuple(c)}"/>'
