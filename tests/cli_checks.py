@@ -2,6 +2,21 @@
 pytest)."""
 
 import json
+import shutil
+from pathlib import Path
+
+TINY = Path(__file__).parent / "pipeline" / "tiny.toml"
+
+
+def train_tiny(tmp_path_factory):
+    """A finished tiny run, trained by the CLI: (its run file, its output folder)."""
+    from lidplug.cli import main
+
+    root = tmp_path_factory.mktemp("run")
+    config = root / "tiny.toml"
+    shutil.copyfile(TINY, config)
+    assert main(["train", "--config", str(config), "--out", str(root / "out")]) == 0
+    return config, root / "out"
 
 
 def error_line(capsys) -> str:

@@ -9,11 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_checks import error_line
+from cli_checks import TINY, error_line, train_tiny
 
 from lidplug.cli import main
 
-TINY = Path(__file__).parent / "pipeline" / "tiny.toml"
 # The shipped demo cut to seconds: enough to reach (and pass) every check of its folder.
 TINY_DEMO = ["--quiet", "--threads", "1", "--data.train", "4", "--data.validation", "2",
              "--data.test", "4", "--train.rounds", "1", "--train.denoiser_steps", "1",
@@ -25,11 +24,7 @@ LOCK = ".lidplug.lock"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished tiny run: (run file, output folder); tests work on copies of the folder."""
-    root = tmp_path_factory.mktemp("run")
-    config = root / "tiny.toml"
-    shutil.copyfile(TINY, config)
-    assert main(["train", "--config", str(config), "--out", str(root / "out")]) == 0
-    return config, root / "out"
+    return train_tiny(tmp_path_factory)
 
 
 def _copy(trained, tmp_path):

@@ -4,27 +4,20 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pydicom
 import pytest
 import torch
-from cli_checks import check_metrics_file, error_line, strict_json
+from cli_checks import TINY, check_metrics_file, error_line, strict_json, train_tiny
 from dicom_factory import CT_SMALL, ct_small_series
 
 from lidplug.cli import main
-
-TINY = Path(__file__).parent / "pipeline" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished tiny run: (run file, output folder)."""
-    root = tmp_path_factory.mktemp("run")
-    config = root / "tiny.toml"
-    shutil.copyfile(TINY, config)
-    assert main(["train", "--config", str(config), "--out", str(root / "out")]) == 0
-    return config, root / "out"
+    return train_tiny(tmp_path_factory)
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "denoise", "export", "demo", "simulate"])
