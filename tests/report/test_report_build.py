@@ -31,6 +31,7 @@ def test_first_lines_say_what_was_shown_and_against_what(tiny_run):
     assert "noise-free phantom" in summary and "excludes 0" in summary
     assert "Headroom:" in summary  # the untrained observers find nothing: no headroom
     assert "no denoiser could show a detection gain" in summary
+    assert "Real anatomy" in summary  # a phantom result points to what real CT showed
     assert html.index("id='summary'") < html.index("id='numbers'")
 
 
@@ -105,6 +106,7 @@ def test_real_data_page_uses_boxes_and_the_normal_dose_reference(tiny_run):
     assert "true box" in html and "No lesion metrics" in html
     assert "normal dose (itself noisy)" in html
     assert "No per-lesion values" in html
+    assert "synthetic phantoms" not in html
 
 
 def test_a_run_without_a_plain_arm_says_nothing_was_tested(tiny_run):
