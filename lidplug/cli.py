@@ -154,7 +154,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--run", choices=("demo", "real-lung"), default="demo",
                    help="which shipped run: 'demo' (phantoms, default) or 'real-lung' (real "
                         "chest CT with real LIDC nodules inserted, and the held-out patients' "
-                        "own tumours; needs --data.root PATH or $LIDPLUG_DATA, about 36 minutes "
+                        "own tumours; needs --data.root PATH or $LIDPLUG_DATA, about 34 minutes "
                         "with one CPU thread, pretraining included)")
     _device_option(p, "cpu", "train")
     p.add_argument("--seed", type=_seed, default=None,
