@@ -4,6 +4,7 @@ in a fresh process, since the setting is per process and cannot be undone."""
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -27,8 +28,10 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _run(env=None):
+    # From a temporary folder: the installed lidplug, not the checkout's sources.
     out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-                         check=True, env={**os.environ, **(env or {})})
+                         check=True, env={**os.environ, **(env or {})},
+                         cwd=tempfile.gettempdir())
     kept, before, after = out.stdout.split()
     return kept == "True", int(before), int(after)
 

@@ -156,13 +156,14 @@ print(torch.backends.cpu.get_cpu_capability())
 
 
 @pytest.mark.parametrize("capability", ["default", "avx2"])
-def test_instruction_set_variants_match_torchvision(capability):
+def test_instruction_set_variants_match_torchvision(capability, tmp_path):
     # ATen's capability picks the kernels' bodies (baseline SSE, AVX2 or AVX-512); lowering it
-    # runs the narrower ones on this CPU.
+    # runs the narrower ones on this CPU. The fresh process runs in a temporary folder, so it
+    # imports the installed lidplug (with its compiled library), not the checkout's sources.
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
     code = _SUBPROCESS.format(tests=os.path.dirname(__file__))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     if capability == "default":
         assert out.stdout.strip() == "DEFAULT"
