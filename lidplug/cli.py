@@ -154,8 +154,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--run", choices=("demo", "real-lung"), default="demo",
                    help="which shipped run: 'demo' (phantoms, default) or 'real-lung' (real "
                         "chest CT with real LIDC nodules inserted, and the held-out patients' "
-                        "own tumours; needs --data.root PATH or $LIDPLUG_DATA, about 34 minutes "
-                        "with one CPU thread, pretraining included)")
+                        "own tumours; needs --data.root PATH or $LIDPLUG_DATA, about 19 minutes "
+                        "on 2 CPU cores, pretraining included)")
     _device_option(p, "cpu", "train")
     p.add_argument("--seed", type=_seed, default=None,
                    help="seed of the data streams and the training (default: the run file's)")
