@@ -259,15 +259,20 @@ def test_each_split_has_its_own_files_naming_it(trained, tmp_path):
     assert "validation slices" in report and "test slice" not in report
 
 
+def _evaluated_copy(trained, tmp_path, *overrides):
+    """A copy of the tiny trained run, evaluated again with ``overrides``."""
+    config, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["evaluate", "--config", str(config), "--out", str(copy), *overrides]) == 0
+    return copy
+
+
 def test_one_test_slice_is_too_few_to_tell(trained, tmp_path, capsys):
     """Regression: one test slice gave point intervals and the report called them shown."""
     from lidplug.pipeline import verdicts
 
-    config, out = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    assert main(["evaluate", "--config", str(config), "--out", str(copy),
-                 "--data.test", "1"]) == 0
+    copy = _evaluated_copy(trained, tmp_path, "--data.test", "1")
     metrics = check_metrics_file(copy / "metrics.json", "test")
     assert {v for _, _, v in verdicts(metrics)} == {"too few to tell"}
     report = (copy / "report.html").read_text()
@@ -277,11 +282,7 @@ def test_one_test_slice_is_too_few_to_tell(trained, tmp_path, capsys):
 
 def test_a_split_without_lesions_writes_no_bare_nan(trained, tmp_path):
     """Regression: metrics.json held bare NaN when a split had no lesion."""
-    config, out = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    assert main(["evaluate", "--config", str(config), "--out", str(copy),
-                 "--data.lesion_free_fraction", "1.0"]) == 0
+    copy = _evaluated_copy(trained, tmp_path, "--data.lesion_free_fraction", "1.0")
     metrics = check_metrics_file(copy / "metrics.json", "test")
     assert metrics["lidnet"]["observer_cpm"] == {
         "mean": None, "low": None, "high": None, "note": "not measurable"}
